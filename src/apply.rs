@@ -1,0 +1,1 @@
+//! Executes a plan through the Zoho client, batch by batch.

@@ -1,0 +1,22 @@
+//! realign keeps a Zoho CRM org's territory assignments equal to what a git
+//! repository declares.
+//!
+//! The crate is a functional core inside an imperative shell:
+//!
+//! - [`spec`] loads and validates the desired state from YAML (pure).
+//! - [`plan`] diffs org state against the spec, prices the result and renders it (pure).
+//! - [`zoho`] is the client: OAuth, HTTP, pacing and retry, endpoints (IO).
+//! - [`apply`] executes a plan batch by batch through the client, journaled (IO).
+//! - [`sandbox`] is the embedded Zoho-compatible server the CLI and the tests run (IO).
+//! - [`settings`] merges the CLI, the environment and `realign.yaml` into one value.
+//! - [`cli`] holds the clap definitions and [`run`] dispatches a parsed command.
+
+pub mod apply;
+pub mod cli;
+pub mod edition;
+pub mod plan;
+pub mod run;
+pub mod sandbox;
+pub mod settings;
+pub mod spec;
+pub mod zoho;

@@ -1,0 +1,1 @@
+//! The pure planner: diff, cost, rendering.

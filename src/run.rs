@@ -1,0 +1,1 @@
+//! Dispatches a parsed command to the operation that carries it out.

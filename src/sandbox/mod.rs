@@ -1,0 +1,1 @@
+//! The embedded Zoho CRM v8-compatible server.

@@ -1,0 +1,1 @@
+//! Resolves the CLI, the environment and realign.yaml into one Settings value.

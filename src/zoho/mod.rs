@@ -1,0 +1,1 @@
+//! The Zoho CRM client: auth, http, pacing and retry, endpoints.

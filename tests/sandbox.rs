@@ -1,0 +1,1 @@
+//! Sandbox conformance and limit tests.

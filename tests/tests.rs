@@ -1,0 +1,5 @@
+//! realign's integration tests: one binary, a shared harness in `util`.
+
+mod util;
+
+mod sandbox;
