@@ -1,0 +1,691 @@
+//! Loading a spec directory: `realign.yaml` plus one YAML file per territory, parsed,
+//! checked and compiled, with every problem positioned at file, line and column.
+//!
+//! This is the only place realign parses YAML.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::error::{Diagnostic, SpecError};
+use super::id::Id;
+use super::matching::{resolve, Claim, ClaimSource, Expr, Resolution};
+use super::types::{Condition, Mode, OrgFile, TerritoryFile};
+
+pub const ORG_FILE: &str = "realign.yaml";
+
+/// A validated, compiled spec.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The directory as the user named it.
+    pub root: PathBuf,
+    pub org: OrgFile,
+    /// Territories in file-path order.
+    pub territories: Vec<Territory>,
+    /// sha256 over every file's path and bytes.
+    pub digest: String,
+}
+
+/// One compiled territory.
+#[derive(Debug, Clone)]
+pub struct Territory {
+    pub name: String,
+    pub parent: Option<String>,
+    pub priority: i32,
+    pub id: Option<Id>,
+    pub protected: bool,
+    /// Path shown to people, e.g. `territories/emea/dach.yaml`.
+    pub file: PathBuf,
+    /// 1-based line of `name:`.
+    pub line: usize,
+    pub ids: BTreeSet<Id>,
+    pub rules: Vec<Rule>,
+    pub exclude_ids: BTreeSet<Id>,
+    pub exclude_rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// `rule \`us-west\`` or `rule #2`.
+    pub label: String,
+    pub line: usize,
+    pub expr: Expr,
+}
+
+impl Territory {
+    /// Describes a claim for people: the file and the rule or explicit id.
+    pub fn describe(&self, source: &ClaimSource) -> String {
+        match source {
+            ClaimSource::ExplicitId => format!("explicit id in {}", self.file.display()),
+            ClaimSource::Rule(i) => {
+                let r = &self.rules[*i];
+                format!("{} in {}:{}", r.label, self.file.display(), r.line)
+            }
+        }
+    }
+}
+
+impl Spec {
+    pub fn mode(&self) -> Mode {
+        self.org.mode
+    }
+
+    /// Field names the rules read.
+    pub fn rule_fields(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in &self.territories {
+            for r in t.rules.iter().chain(&t.exclude_rules) {
+                r.expr.fields(&mut out);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    pub fn territory_by_name(&self, name: &str) -> Option<usize> {
+        let want = name.trim().to_lowercase();
+        self.territories
+            .iter()
+            .position(|t| t.name.trim().to_lowercase() == want)
+    }
+
+    /// Every territory's claim on a record, and the verdict.
+    pub fn resolve(&self, id: &Id, fields: &Map<String, Value>) -> Resolution {
+        let mut claims = Vec::new();
+        let mut excluded_by = Vec::new();
+        for (ti, t) in self.territories.iter().enumerate() {
+            if t.ids.contains(id) {
+                claims.push(Claim {
+                    territory: ti,
+                    source: ClaimSource::ExplicitId,
+                    priority: t.priority,
+                });
+                continue;
+            }
+            let Some(ri) = t.rules.iter().position(|r| r.expr.matches(fields)) else {
+                continue;
+            };
+            if t.exclude_ids.contains(id) || t.exclude_rules.iter().any(|r| r.expr.matches(fields)) {
+                excluded_by.push(ti);
+                continue;
+            }
+            claims.push(Claim {
+                territory: ti,
+                source: ClaimSource::Rule(ri),
+                priority: t.priority,
+            });
+        }
+        resolve(claims, excluded_by)
+    }
+
+    /// The error for an ambiguous record: the record, both files and both rules.
+    pub fn ambiguity(&self, record: &Id, first: &Claim, second: &Claim) -> Diagnostic {
+        let a = &self.territories[first.territory];
+        let b = &self.territories[second.territory];
+        let line = match first.source {
+            ClaimSource::Rule(i) => a.rules[i].line,
+            ClaimSource::ExplicitId => a.line,
+        };
+        Diagnostic::new(
+            &a.file,
+            line,
+            0,
+            format!(
+                "record `{record}` is claimed equally by `{}` ({}) and `{}` ({}), both at priority {}: give one territory a higher priority, or exclude the record from one",
+                a.name,
+                a.describe(&first.source),
+                b.name,
+                b.describe(&second.source),
+                first.priority
+            ),
+        )
+    }
+}
+
+/// Loads, checks and compiles the spec in `dir`. Reads files only; no network.
+pub fn load_dir(dir: &Path) -> Result<Spec, SpecError> {
+    let org_path = dir.join(ORG_FILE);
+    if !dir.is_dir() {
+        return Err(SpecError::Invalid(vec![Diagnostic::new(
+            dir,
+            0,
+            0,
+            "no such spec directory: name the directory that holds realign.yaml (default `territories`)",
+        )]));
+    }
+    let mut diags = Vec::new();
+    let mut hasher = Sha256::new();
+
+    let org = match read(&org_path) {
+        Ok(text) => {
+            digest_file(&mut hasher, Path::new(ORG_FILE), &text);
+            parse::<OrgFile>(&org_path, &text, &mut diags)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            diags.push(Diagnostic::new(
+                &org_path,
+                0,
+                0,
+                "missing: every spec directory needs a realign.yaml (module, mode, field, zoho settings); see territories/realign.yaml for an example",
+            ));
+            None
+        }
+        Err(source) => return Err(SpecError::Io { path: org_path, source }),
+    };
+    if let Some(org) = &org {
+        check_org(org, &org_path, &read(&org_path).unwrap_or_default(), &mut diags);
+    }
+
+    let mut files = Vec::new();
+    collect_yaml(dir, dir, &mut files).map_err(|source| SpecError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    files.sort();
+
+    let mut territories = Vec::new();
+    for rel in files {
+        let path = dir.join(&rel);
+        let text = read(&path).map_err(|source| SpecError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        digest_file(&mut hasher, &rel, &text);
+        if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            diags.push(Diagnostic::new(
+                &path,
+                1,
+                1,
+                "the file is empty (half-written?): a territory file needs at least `name:`",
+            ));
+            continue;
+        }
+        if let Some(tf) = parse::<TerritoryFile>(&path, &text, &mut diags) {
+            if let Some(t) = compile(tf, &path, &text, &mut diags) {
+                territories.push(t);
+            }
+        }
+    }
+
+    check_territories(&territories, &mut diags);
+    if territories.is_empty() && diags.is_empty() {
+        diags.push(Diagnostic::new(
+            dir,
+            0,
+            0,
+            "no territory files: add one YAML file per territory beside realign.yaml",
+        ));
+    }
+    if !diags.is_empty() {
+        return Err(SpecError::Invalid(diags));
+    }
+    Ok(Spec {
+        root: dir.to_path_buf(),
+        org: org.expect("no diagnostics means realign.yaml parsed"),
+        territories,
+        digest: format!("sha256:{:x}", hasher.finalize()),
+    })
+}
+
+fn read(path: &Path) -> std::io::Result<String> {
+    let bytes = fs::read(path)?;
+    String::from_utf8(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8 text"))
+}
+
+fn digest_file(h: &mut Sha256, rel: &Path, text: &str) {
+    h.update(rel.to_string_lossy().replace('\\', "/").as_bytes());
+    h.update([0]);
+    h.update(text.as_bytes());
+    h.update([0]);
+}
+
+/// Territory files: every `.yaml`/`.yml` below `dir` except the top-level realign.yaml,
+/// skipping hidden files and directories (editors' swap files, `.git`).
+fn collect_yaml(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symlinks, so a directory swapped in by a symlink is read through.
+        let meta = fs::metadata(&path)?;
+        if meta.is_dir() {
+            collect_yaml(root, &path, out)?;
+        } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && !name.ends_with('~') {
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            if rel != Path::new(ORG_FILE) {
+                out.push(rel);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse<T: DeserializeOwned>(path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Option<T> {
+    match serde_yaml::from_str::<T>(text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            diags.push(Diagnostic::new(path, line, column, yaml_message(&e)));
+            None
+        }
+    }
+}
+
+/// serde_yaml's message without its trailing " at line X column Y" (we print positions
+/// ourselves), with a hint for the mistakes people make most.
+fn yaml_message(e: &serde_yaml::Error) -> String {
+    let mut msg = e.to_string();
+    if let Some(i) = msg.find(" at line ") {
+        msg.truncate(i);
+    }
+    if msg.contains("unknown field") {
+        msg.push_str(" (check the spelling; schemas/ lists every key)");
+    } else if msg.contains("did not find expected") || msg.contains("mapping values are not allowed") {
+        msg.push_str(" (check the indentation: nested keys need more spaces than their parent)");
+    }
+    msg
+}
+
+fn check_org(org: &OrgFile, path: &Path, text: &str, diags: &mut Vec<Diagnostic>) {
+    if org.mode == Mode::Field {
+        match &org.field {
+            None => diags.push(Diagnostic::new(
+                path,
+                1,
+                1,
+                "`mode: field` needs `field:`, the API name of the field that holds the territory (e.g. `field: Territory`)",
+            )),
+            Some(f) if f.trim().is_empty() => {
+                let (l, c) = find(text, "field:").unwrap_or((1, 1));
+                diags.push(Diagnostic::new(path, l, c, "`field` is empty: give the field's API name"));
+            }
+            _ => {}
+        }
+    }
+    if let Some(r) = org.guardrails.max_change_ratio {
+        if !(0.0..=1.0).contains(&r) {
+            let (l, c) = find(text, "max_change_ratio").unwrap_or((0, 0));
+            diags.push(Diagnostic::new(
+                path,
+                l,
+                c,
+                format!("`max_change_ratio` is `{r}`: give a share between 0 and 1 (0.25 is a quarter)"),
+            ));
+        }
+    }
+    if let Some(b) = org.pacing.batch_size {
+        if b == 0 {
+            let (l, c) = find(text, "batch_size").unwrap_or((0, 0));
+            diags.push(Diagnostic::new(path, l, c, "`batch_size` is `0`: give at least 1"));
+        }
+    }
+    if org.pacing.concurrency == Some(0) {
+        let (l, c) = find(text, "concurrency").unwrap_or((0, 0));
+        diags.push(Diagnostic::new(path, l, c, "`concurrency` is `0`: give at least 1"));
+    }
+}
+
+fn compile(tf: TerritoryFile, path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Option<Territory> {
+    let before = diags.len();
+    let line = find(text, "name:").map(|p| p.0).unwrap_or(1);
+    if tf.name.trim().is_empty() {
+        diags.push(Diagnostic::new(path, line, 1, "`name` is empty: give the territory a name"));
+    }
+    let rules = compile_rules(&tf.accounts.rules, RuleList::Accounts, path, text, diags);
+    let exclude_rules = compile_rules(&tf.accounts.exclude.rules, RuleList::Exclude, path, text, diags);
+
+    let mut ids = BTreeSet::new();
+    for id in &tf.accounts.ids {
+        if !ids.insert(id.clone()) {
+            let (l, c) = find_nth(text, id.as_str(), 2).unwrap_or((0, 0));
+            diags.push(Diagnostic::new(path, l, c, format!("id `{id}` is listed twice: remove one")));
+        }
+    }
+    let exclude_ids: BTreeSet<Id> = tf.accounts.exclude.ids.iter().cloned().collect();
+    for id in ids.intersection(&exclude_ids) {
+        let (l, c) = find(text, id.as_str()).unwrap_or((0, 0));
+        diags.push(Diagnostic::new(
+            path,
+            l,
+            c,
+            format!("id `{id}` is both listed and excluded: keep it in one place"),
+        ));
+    }
+    if tf.accounts.ids.is_empty() && tf.accounts.rules.is_empty() && !tf.protected {
+        // An empty territory is legal (a parent that holds no records), but say so in
+        // plans rather than here; nothing to check.
+    }
+    if let Some(parent) = &tf.parent {
+        if parent.trim().eq_ignore_ascii_case(tf.name.trim()) {
+            let (l, c) = find(text, "parent:").unwrap_or((0, 0));
+            diags.push(Diagnostic::new(path, l, c, format!("territory `{}` names itself as its parent", tf.name)));
+        }
+    }
+    if diags.len() > before {
+        return None;
+    }
+    Some(Territory {
+        name: tf.name.trim().to_string(),
+        parent: tf.parent.map(|p| p.trim().to_string()),
+        priority: tf.priority,
+        id: tf.id,
+        protected: tf.protected,
+        file: path.to_path_buf(),
+        line,
+        ids,
+        rules,
+        exclude_ids,
+        exclude_rules,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum RuleList {
+    Accounts,
+    Exclude,
+}
+
+fn compile_rules(list: &[Condition], which: RuleList, path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Vec<Rule> {
+    let mut out = Vec::new();
+    let mut names = BTreeMap::new();
+    for (i, c) in list.iter().enumerate() {
+        let line = rule_line(text, which, i, c.name.as_deref()).unwrap_or(0);
+        let label = match &c.name {
+            Some(n) => format!("rule `{n}`"),
+            None => format!("rule #{}", i + 1),
+        };
+        if let Some(n) = &c.name {
+            if let Some(prev) = names.insert(n.clone(), line) {
+                diags.push(Diagnostic::new(
+                    path,
+                    line,
+                    0,
+                    format!("rule name `{n}` is used twice (first at line {prev}): rule names name the rule in plans, keep them unique"),
+                ));
+            }
+        }
+        match Expr::compile(c) {
+            Ok(expr) => out.push(Rule { label, line, expr }),
+            Err(msg) => diags.push(Diagnostic::new(path, line, 0, format!("{label}: {msg}"))),
+        }
+    }
+    out
+}
+
+fn check_territories(ts: &[Territory], diags: &mut Vec<Diagnostic>) {
+    let mut by_name: BTreeMap<String, &Territory> = BTreeMap::new();
+    for t in ts {
+        if let Some(prev) = by_name.insert(t.name.to_lowercase(), t) {
+            diags.push(Diagnostic::new(
+                &t.file,
+                t.line,
+                1,
+                format!(
+                    "territory `{}` is also declared in {}:{}: names must be unique",
+                    t.name,
+                    prev.file.display(),
+                    prev.line
+                ),
+            ));
+        }
+    }
+    let mut pinned: BTreeMap<&Id, &Territory> = BTreeMap::new();
+    for t in ts {
+        if let Some(id) = &t.id {
+            if let Some(prev) = pinned.insert(id, t) {
+                diags.push(Diagnostic::new(
+                    &t.file,
+                    t.line,
+                    1,
+                    format!("territory id `{id}` is also pinned by `{}` in {}", prev.name, prev.file.display()),
+                ));
+            }
+        }
+    }
+    // The same record listed explicitly by two territories at equal priority.
+    let mut explicit: BTreeMap<&Id, &Territory> = BTreeMap::new();
+    for t in ts {
+        for id in &t.ids {
+            match explicit.get(id) {
+                Some(prev) if prev.priority == t.priority => {
+                    let (l, c) = find(&fs::read_to_string(&t.file).unwrap_or_default(), id.as_str()).unwrap_or((0, 0));
+                    diags.push(Diagnostic::new(
+                        &t.file,
+                        l,
+                        c,
+                        format!(
+                            "record `{id}` is listed by `{}` here and by `{}` in {}, both at priority {}: list it in one territory, or give one a higher priority",
+                            t.name,
+                            prev.name,
+                            prev.file.display(),
+                            t.priority
+                        ),
+                    ));
+                }
+                Some(prev) if prev.priority > t.priority => {}
+                _ => {
+                    explicit.insert(id, t);
+                }
+            }
+        }
+    }
+    // Parent cycles among declared territories. A parent that is not declared is a Zoho
+    // territory realign does not own (checked against the org in native mode).
+    for t in ts {
+        let mut seen = vec![t.name.to_lowercase()];
+        let mut cur = t.parent.clone();
+        while let Some(p) = cur {
+            let key = p.to_lowercase();
+            if seen.contains(&key) {
+                diags.push(Diagnostic::new(
+                    &t.file,
+                    t.line,
+                    1,
+                    format!("territory `{}` is its own ancestor (parents loop through `{p}`): break the loop", t.name),
+                ));
+                break;
+            }
+            seen.push(key.clone());
+            cur = by_name.get(&key).and_then(|pt| pt.parent.clone());
+        }
+    }
+}
+
+/// Line and column (1-based) of the first occurrence of `needle`, skipping comments.
+pub(crate) fn find(text: &str, needle: &str) -> Option<(usize, usize)> {
+    find_nth(text, needle, 1)
+}
+
+fn find_nth(text: &str, needle: &str, nth: usize) -> Option<(usize, usize)> {
+    let mut seen = 0;
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split(" #").next().unwrap_or(line);
+        if code.trim_start().starts_with('#') {
+            continue;
+        }
+        if let Some(col) = code.find(needle) {
+            seen += 1;
+            if seen == nth {
+                return Some((i + 1, col + 1));
+            }
+        }
+    }
+    None
+}
+
+/// Line of rule `index` in `accounts.rules` or `accounts.exclude.rules`: by its name when
+/// it has one, else by counting list items under the `rules:` key.
+fn rule_line(text: &str, which: RuleList, index: usize, name: Option<&str>) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut start = 0;
+    if let RuleList::Exclude = which {
+        start = lines.iter().position(|l| l.trim_start().starts_with("exclude:"))?;
+    }
+    let rules_at = start
+        + lines[start..]
+            .iter()
+            .position(|l| l.trim_start().starts_with("rules:"))?;
+    let base = indent(lines[rules_at]);
+    let mut item_indent = None;
+    let mut count = 0;
+    for (i, l) in lines.iter().enumerate().skip(rules_at + 1) {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let ind = indent(l);
+        let is_item = t.starts_with("- ") || t == "-";
+        if ind < base || (ind == base && !is_item) {
+            break;
+        }
+        if is_item && item_indent.is_none_or(|w| w == ind) {
+            item_indent = Some(ind);
+            if count == index {
+                if let Some(n) = name {
+                    // Prefer the `name:` line within this item.
+                    for (j, m) in lines.iter().enumerate().skip(i) {
+                        if j > i && m.trim_start().starts_with("- ") && indent(m) <= ind {
+                            break;
+                        }
+                        if m.contains("name:") && m.contains(n) {
+                            return Some(j + 1);
+                        }
+                    }
+                }
+                return Some(i + 1);
+            }
+            count += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(files: &[(&str, &str)]) -> Result<Spec, SpecError> {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join(ORG_FILE), "module: Accounts\nmode: field\nfield: Territory\n").unwrap();
+        for (name, text) in files {
+            let p = root.join(name);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        let out = load_dir(&root);
+        drop(dir);
+        out
+    }
+
+    fn only_error(r: Result<Spec, SpecError>) -> Diagnostic {
+        let e = r.unwrap_err();
+        let d = e.diagnostics();
+        assert_eq!(d.len(), 1, "{e}");
+        d[0].clone()
+    }
+
+    #[test]
+    fn the_example_spec_loads() {
+        let spec = load_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/territories"))).unwrap();
+        assert_eq!(spec.territories.len(), 16);
+        assert!(spec.rule_fields().contains(&"Billing_Country".to_string()));
+        let strategic = &spec.territories[spec.territory_by_name("strategic accounts").unwrap()];
+        assert!(strategic.ids.contains(&Id::parse("5725767000000415042").unwrap()));
+        assert!(spec.digest.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn unknown_key_is_positioned() {
+        let d = only_error(spec_with(&[("a.yaml", "name: A\npriorty: 3\n")]));
+        assert_eq!((d.line, d.column), (2, 1), "{d}");
+        assert!(d.message.contains("unknown field `priorty`"), "{d}");
+    }
+
+    #[test]
+    fn bad_indentation_is_positioned() {
+        let d = only_error(spec_with(&[(
+            "a.yaml",
+            "name: A\naccounts:\n  rules:\n    - field: X\n     equals: y\n",
+        )]));
+        assert_eq!(d.line, 5, "{d}");
+        assert!(d.file.ends_with("a.yaml"));
+    }
+
+    #[test]
+    fn malformed_rule_names_its_line() {
+        let d = only_error(spec_with(&[(
+            "a.yaml",
+            "name: A\naccounts:\n  rules:\n    - name: ok\n      field: X\n      equals: y\n    - name: broken\n      field: X\n",
+        )]));
+        assert_eq!(d.line, 7, "{d}");
+        assert!(d.message.contains("rule `broken`") && d.message.contains("no operator"), "{d}");
+    }
+
+    #[test]
+    fn empty_file_is_an_error_not_an_empty_territory() {
+        let d = only_error(spec_with(&[("a.yaml", "name: A\n"), ("b.yaml", "\n# nothing yet\n")]));
+        assert!(d.file.ends_with("b.yaml") && d.message.contains("empty"), "{d}");
+    }
+
+    #[test]
+    fn duplicate_explicit_claims_at_equal_priority_are_errors() {
+        let d = only_error(spec_with(&[
+            ("a.yaml", "name: A\naccounts:\n  ids: [\"1001\"]\n"),
+            ("b.yaml", "name: B\naccounts:\n  ids:\n    - 1001\n"),
+        ]));
+        assert_eq!(d.line, 4, "{d}");
+        assert!(d.message.contains("`1001`") && d.message.contains("a.yaml"), "{d}");
+    }
+
+    #[test]
+    fn rule_overlap_is_ambiguous_per_record() {
+        let spec = spec_with(&[
+            ("a.yaml", "name: A\naccounts:\n  rules:\n    - name: de\n      field: C\n      equals: DE\n"),
+            ("b.yaml", "name: B\naccounts:\n  rules:\n    - name: eu\n      field: C\n      in: [DE, FR]\n"),
+        ])
+        .unwrap();
+        let id = Id::parse("7").unwrap();
+        let rec = serde_json::json!({"C": "de"}).as_object().unwrap().clone();
+        let Resolution::Ambiguous { first, second } = spec.resolve(&id, &rec) else {
+            panic!("expected ambiguity");
+        };
+        let d = spec.ambiguity(&id, &first, &second);
+        assert!(d.message.contains("`7`") && d.message.contains("rule `de`") && d.message.contains("rule `eu`"), "{d}");
+        assert!(d.message.contains("a.yaml") && d.message.contains("b.yaml"), "{d}");
+        let rec = serde_json::json!({"C": "fr"}).as_object().unwrap().clone();
+        assert!(matches!(spec.resolve(&id, &rec), Resolution::Claimed { .. }));
+    }
+
+    #[test]
+    fn duplicate_names_and_parent_loops_are_errors() {
+        let e = spec_with(&[
+            ("a.yaml", "name: A\nparent: B\n"),
+            ("b.yaml", "name: B\nparent: A\n"),
+            ("c.yaml", "name: a\n"),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("also declared"), "{text}");
+        assert!(text.contains("own ancestor"), "{text}");
+    }
+
+    #[test]
+    fn field_mode_needs_a_field() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(ORG_FILE), "mode: field\n").unwrap();
+        fs::write(dir.path().join("a.yaml"), "name: A\n").unwrap();
+        let d = only_error(load_dir(dir.path()));
+        assert!(d.message.contains("needs `field:`"), "{d}");
+    }
+}
