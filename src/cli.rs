@@ -1,1 +1,191 @@
-//! Command-line definitions (clap derive): data only.
+//! Command-line definitions (clap derive): data only. [`crate::settings`] validates
+//! and merges them with the environment and `realign.yaml`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "realign",
+    version,
+    about = "Keep a Zoho CRM org's territory assignments equal to what a git repository declares",
+    long_about = "Keep a Zoho CRM org's territory assignments equal to what a git repository declares.\n\n\
+        With no Zoho credentials in the environment, plan and apply run against an embedded \
+        sandbox org kept in .realign/sandbox-state.json. Set ZOHO_CLIENT_ID, ZOHO_CLIENT_SECRET \
+        and ZOHO_REFRESH_TOKEN (and ZOHO_DC) to work on a real org."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter for stderr (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, env = "REALIGN_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole job on an in-process sandbox: plan, apply, plan again, and print the API cost.
+    Demo(DemoArgs),
+    /// Show the changes that would make the org equal to the spec.
+    Plan(PlanArgs),
+    /// Make the changes: from a spec directory (planned now) or a saved plan file.
+    Apply(ApplyArgs),
+    /// Keep the org equal to the spec: apply changes as they land and correct drift.
+    Watch(WatchArgs),
+    /// Check the spec without contacting Zoho.
+    Validate(ValidateArgs),
+    /// Say why a record is (or would be) in its territory.
+    Explain(ExplainArgs),
+    /// Write a spec from the org's current state.
+    Import(ImportArgs),
+    /// Write (or check) the JSON Schemas of realign's files.
+    Schema(SchemaArgs),
+    /// Run the Zoho-compatible sandbox server.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The spec directory.
+    #[arg(default_value = "territories")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Markdown,
+    Json,
+    /// One line of JSON with the summary and cost only.
+    Summary,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The spec directory.
+    #[arg(default_value = "territories")]
+    pub dir: PathBuf,
+    /// Also write the plan as JSON to this file, for `realign apply FILE`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Exit 2 when the plan has changes, 0 when it has none.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A spec directory, or a plan file written by `realign plan --out`.
+    #[arg(default_value = "territories")]
+    pub target: PathBuf,
+    /// Apply without asking for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Apply even when the plan exceeds the guardrails in realign.yaml.
+    #[arg(long)]
+    pub allow_large_change: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Drift {
+    Heal,
+    Report,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[arg(default_value = "territories")]
+    pub dir: PathBuf,
+    /// Full resync period, e.g. `5m`, `30s`.
+    #[arg(long, default_value = "5m")]
+    pub interval: String,
+    #[arg(long, value_enum, default_value_t = Drift::Heal)]
+    pub drift: Drift,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[arg(default_value = "territories")]
+    pub dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    pub format: ValidateFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The record's Zoho id.
+    pub account_id: String,
+    #[arg(default_value = "territories")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Where to write the spec.
+    #[arg(long, default_value = "territories")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    #[arg(long, default_value = "schemas")]
+    pub out: PathBuf,
+    /// Fail when the files in --out differ from what realign generates.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on; loopback unless you say otherwise.
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    pub listen: SocketAddr,
+    /// Keep the org in this file between runs.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// The org to start with: demo, native or large.
+    #[arg(long, default_value = "demo")]
+    pub seed: String,
+    /// Accounts in the `large` seed.
+    #[arg(long)]
+    pub accounts: Option<usize>,
+    /// free, standard, professional, enterprise or ultimate.
+    #[arg(long, default_value = "enterprise")]
+    pub edition: String,
+    /// `legacy` also sends X-RATELIMIT-* and Retry-After headers.
+    #[arg(long, default_value = "standard")]
+    pub headers: String,
+    /// A JSON file of faults to inject (see docs/sandbox.md).
+    #[arg(long)]
+    pub faults: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,1 +1,12 @@
-//! The pure planner: diff, cost, rendering.
+//! The pure planner: diff org state against the spec, price the result, render it.
+//!
+//! Nothing here does IO or reads the clock; the same spec and org state always give
+//! the same plan, byte for byte.
+
+pub mod diff;
+pub mod explain;
+pub mod render;
+pub mod types;
+
+pub use diff::{check_guardrails, diff, PlanContext};
+pub use types::{Before, Change, ChangeKind, Cost, OrgState, Plan, Record, SpecInfo, Summary, Target, FORMAT_VERSION};

@@ -1,0 +1,134 @@
+//! Plan and org-state types. The plan is also a file format (`plan --out`), versioned by
+//! [`FORMAT_VERSION`], with a JSON Schema in `schemas/plan.schema.json`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::spec::{Id, Mode, Module};
+
+/// Bumped whenever a field changes meaning or goes away; apply refuses other versions.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What the org holds now, as read by the client.
+#[derive(Debug, Clone, Default)]
+pub struct OrgState {
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub id: Id,
+    pub name: Option<String>,
+    /// Field mode: the territory field's current value.
+    pub territory: Option<String>,
+    /// The fields rules read, as Zoho returned them.
+    pub fields: Map<String, Value>,
+    pub modified_time: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Version of this file format.
+    pub format_version: u32,
+    /// Version of realign that wrote the plan.
+    pub realign_version: String,
+    pub spec: SpecInfo,
+    pub target: Target,
+    pub module: Module,
+    pub mode: Mode,
+    /// Field mode: the API name of the territory field.
+    #[serde(default)]
+    pub field: Option<String>,
+    pub summary: Summary,
+    pub cost: Cost,
+    /// One entry per record to change, grouped by destination territory, then by id.
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpecInfo {
+    /// The spec directory as given.
+    pub dir: String,
+    /// sha256 over every spec file's path and bytes.
+    pub digest: String,
+    /// HEAD of the git repository holding the spec, when there is one.
+    #[serde(default)]
+    pub git_commit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The API host the plan was made against.
+    pub api_domain: String,
+    /// The org id, when known.
+    #[serde(default)]
+    pub org: Option<String>,
+    /// True when the target is realign's embedded sandbox.
+    pub sandbox: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    /// Records read from the org.
+    pub records: u64,
+    /// Records to change (moves + assigns + clears).
+    pub changes: u64,
+    pub moves: u64,
+    pub assigns: u64,
+    pub clears: u64,
+    pub unchanged: u64,
+    /// Records no territory claims, left as they are (`unmatched: keep`).
+    pub unmatched_kept: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cost {
+    /// Calls to read the org (one full read).
+    pub read_calls: u64,
+    /// Calls to write the changes.
+    pub write_calls: u64,
+    /// Records per write call.
+    pub batch_size: u64,
+    /// Zoho API credits for the reads and the writes.
+    pub credits: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// From one territory to another.
+    Move,
+    /// From none to a territory.
+    Assign,
+    /// From a territory to none.
+    Clear,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    pub account_id: Id,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub kind: ChangeKind,
+    pub before: Before,
+    /// The territory after the change; null clears it.
+    pub after: Option<String>,
+    /// The file and rule or explicit id that put the record there, or why it is cleared.
+    pub reason: String,
+}
+
+/// The state a change was planned against; apply skips records that moved since.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Before {
+    pub value: Option<String>,
+    #[serde(default)]
+    pub modified_time: Option<String>,
+}
