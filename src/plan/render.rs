@@ -111,7 +111,11 @@ pub fn text(plan: &Plan) -> String {
         field,
         thousands(plan.summary.records),
         plan.target.api_domain,
-        if plan.target.sandbox { " (embedded sandbox)" } else { "" }
+        if plan.target.sandbox {
+            " (embedded sandbox)"
+        } else {
+            ""
+        }
     );
     let leaving = leaving(plan);
     for ((cleared, name), changes) in by_destination(plan) {
@@ -148,42 +152,176 @@ pub fn json(plan: &Plan) -> String {
     s
 }
 
-/// A pull-request comment: summary first, then one collapsible section per territory.
-pub fn markdown(plan: &Plan) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "### realign plan\n\n**{}**\n", summary_line(plan));
-    let leaving = leaving(plan);
-    for ((cleared, name), changes) in by_destination(plan) {
-        let title = if cleared {
-            format!("Cleared: {}", changes.len())
+/// Characters a markdown plan aims to stay within; GitHub refuses comments over 65,536.
+pub const MARKDOWN_BUDGET: usize = 60_000;
+pub const MARKDOWN_HARD_LIMIT: usize = 65_536;
+
+/// One territory's section: who enters and who leaves.
+struct Section {
+    title: String,
+    entering: Vec<String>,
+    leaving: Vec<String>,
+}
+
+fn sections(plan: &Plan) -> Vec<Section> {
+    let line = |c: &Change| format!("{} {}", c.account_id, c.name.as_deref().unwrap_or("-"));
+    let mut by: BTreeMap<(u8, String), Section> = BTreeMap::new();
+    for c in &plan.changes {
+        // Clears first, then territories by name.
+        if let Some(to) = &c.after {
+            by.entry((1, to.clone()))
+                .or_insert_with(|| Section { title: to.clone(), entering: vec![], leaving: vec![] })
+                .entering
+                .push(line(c));
         } else {
-            let gone = leaving.get(&name).copied().unwrap_or(0);
-            format!("{name}: +{} -{gone}", changes.len())
-        };
-        let _ = writeln!(out, "<details><summary>{}</summary>\n\n```diff", escape(&title));
-        for c in changes {
-            let _ = writeln!(
-                out,
-                "{} {} {} ({} -> {})",
-                if cleared { '-' } else { '+' },
-                c.account_id,
-                c.name.as_deref().unwrap_or("-"),
-                value(&c.before.value),
-                value(&c.after)
-            );
+            by.entry((0, String::new()))
+                .or_insert_with(|| Section { title: "Cleared".into(), entering: vec![], leaving: vec![] })
+                .leaving
+                .push(line(c));
         }
-        let _ = writeln!(out, "```\n</details>\n");
+        if let Some(from) = &c.before.value {
+            by.entry((1, from.trim().to_string()))
+                .or_insert_with(|| Section { title: from.trim().to_string(), entering: vec![], leaving: vec![] })
+                .leaving
+                .push(line(c));
+        }
     }
+    by.into_values().collect()
+}
+
+/// A pull-request comment: the summary line first, then one collapsible section per
+/// territory with a unified diff of its membership. Past [`MARKDOWN_BUDGET`] the sections
+/// shrink to counts; the result never exceeds [`MARKDOWN_HARD_LIMIT`].
+pub fn markdown(plan: &Plan) -> String {
+    let head = format!("### realign plan\n\n**{}**\n\n", summary_line(plan));
+    let secs = sections(plan);
+    let full: Vec<String> = secs.iter().map(section_full).collect();
+    let total: usize = head.len() + full.iter().map(String::len).sum::<usize>();
+    let mut out = head;
+    if total <= MARKDOWN_BUDGET {
+        for s in full {
+            out.push_str(&s);
+        }
+        return out;
+    }
+    let note = "_The plan is too large to show every record here: sections show counts only. \
+                The JSON plan (`realign plan --out plan.json`) is the full record._\n\n";
+    out.push_str(note);
+    let tail_reserve = 200;
+    for (i, s) in secs.iter().enumerate() {
+        let line = section_counts(s);
+        if out.len() + line.len() + tail_reserve > MARKDOWN_BUDGET {
+            let _ = writeln!(out, "\n… and {} more territories, listed in the JSON plan.", secs.len() - i);
+            break;
+        }
+        out.push_str(&line);
+    }
+    debug_assert!(out.len() <= MARKDOWN_HARD_LIMIT);
     out
 }
 
+fn section_full(s: &Section) -> String {
+    let mut before = s.leaving.clone();
+    let mut after = s.entering.clone();
+    before.sort();
+    after.sort();
+    let before = before.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let after = after.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let diff = similar::TextDiff::from_lines(&before, &after);
+    let mut body = String::new();
+    for change in diff.iter_all_changes() {
+        let sign = match change.tag() {
+            similar::ChangeTag::Delete => '-',
+            similar::ChangeTag::Insert => '+',
+            similar::ChangeTag::Equal => ' ',
+        };
+        body.push(sign);
+        body.push_str(change.value());
+    }
+    format!(
+        "<details><summary>{}</summary>\n\n```diff\n{body}```\n</details>\n\n",
+        escape(&counts_title(s))
+    )
+}
+
+fn counts_title(s: &Section) -> String {
+    format!("{}: +{} -{}", s.title, s.entering.len(), s.leaving.len())
+}
+
+fn section_counts(s: &Section) -> String {
+    format!("- {}\n", escape(&counts_title(s)))
+}
+
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::plan::types::{Before, ChangeKind, Cost, SpecInfo, Summary, Target};
+    use crate::spec::{Id, Mode, Module};
+
+    pub(crate) fn sample_plan(n: usize) -> Plan {
+        let territories = ["DACH", "France", "Nordics", "Benelux"];
+        let changes: Vec<Change> = (0..n)
+            .map(|i| Change {
+                account_id: Id::parse(&format!("{}", 5725767000000400001u64 + i as u64 * 13)).unwrap(),
+                name: Some(format!("Company number {i} GmbH")),
+                kind: if i % 7 == 0 { ChangeKind::Clear } else { ChangeKind::Move },
+                before: Before {
+                    value: Some(territories[(i + 1) % 4].to_string()),
+                    modified_time: Some("2026-11-02T09:14:07+00:00".into()),
+                },
+                after: (i % 7 != 0).then(|| territories[i % 4].to_string()),
+                reason: "rule `x` in territories/x.yaml:5".into(),
+            })
+            .collect();
+        Plan {
+            format_version: 1,
+            realign_version: "0.1.0".into(),
+            spec: SpecInfo { dir: "territories".into(), digest: "sha256:00".into(), git_commit: None },
+            target: Target { api_domain: "http://127.0.0.1:1".into(), org: None, sandbox: true },
+            module: Module::Accounts,
+            mode: Mode::Field,
+            field: Some("Territory".into()),
+            summary: Summary {
+                records: 2500,
+                changes: n as u64,
+                moves: changes.iter().filter(|c| c.kind == ChangeKind::Move).count() as u64,
+                clears: changes.iter().filter(|c| c.kind == ChangeKind::Clear).count() as u64,
+                unchanged: 2500 - n as u64,
+                ..Summary::default()
+            },
+            cost: Cost { read_calls: 2, write_calls: n.div_ceil(100) as u64, batch_size: 100, credits: 0 },
+            changes,
+        }
+    }
+
+    #[test]
+    fn small_markdown_shows_every_record_in_a_diff() {
+        let md = markdown(&sample_plan(20));
+        assert!(md.starts_with("### realign plan\n\n**Plan: 20 to change"), "{md}");
+        assert!(md.contains("<details><summary>DACH: +"), "{md}");
+        assert!(md.contains("```diff\n"), "{md}");
+        assert!(md.contains("+5725767000000400001") || md.contains("-5725767000000400001"), "{md}");
+        // Clears come before the territories.
+        assert!(md.find("Cleared").unwrap() < md.find("Benelux").unwrap(), "{md}");
+    }
+
+    #[test]
+    fn large_markdown_stays_within_the_budget_and_names_every_territory() {
+        let md = markdown(&sample_plan(2500));
+        assert!(md.len() <= MARKDOWN_HARD_LIMIT, "{}", md.len());
+        assert!(md.contains("Plan: 2,500 to change"));
+        for t in ["DACH", "France", "Nordics", "Benelux", "Cleared"] {
+            assert!(md.contains(t), "{t} missing");
+        }
+        assert!(md.contains("JSON plan"));
+    }
 
     #[test]
     fn thousands_groups_digits() {
