@@ -83,11 +83,19 @@ impl Journal {
 /// A run id that sorts by time: `20261203T105212Z-1a2b`.
 pub fn new_run_id() -> String {
     let now = chrono::Utc::now();
-    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), rand::random::<u16>())
+    format!(
+        "{}-{:04x}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u16>()
+    )
 }
 
 /// Applies every change of `plan`; the report lists what did not take and why.
-pub async fn execute(client: Arc<Client>, plan: &Plan, opts: Options) -> Result<Report, std::io::Error> {
+pub async fn execute(
+    client: Arc<Client>,
+    plan: &Plan,
+    opts: Options,
+) -> Result<Report, std::io::Error> {
     let run_id = new_run_id();
     let (journal, journal_path) = Journal::open(opts.journal_dir.as_deref(), &run_id)?;
     let journal = Arc::new(journal);
@@ -102,7 +110,11 @@ pub async fn execute(client: Arc<Client>, plan: &Plan, opts: Options) -> Result<
     let batches: Vec<Vec<(Id, Option<String>)>> = plan
         .changes
         .chunks(batch_size)
-        .map(|c| c.iter().map(|ch| (ch.account_id.clone(), ch.after.clone())).collect())
+        .map(|c| {
+            c.iter()
+                .map(|ch| (ch.account_id.clone(), ch.after.clone()))
+                .collect()
+        })
         .collect();
     let total = plan.changes.len();
     // Launch no more batches than the pacer lets run, so an interrupt leaves few queued.
@@ -123,8 +135,14 @@ pub async fn execute(client: Arc<Client>, plan: &Plan, opts: Options) -> Result<
             report.not_sent.extend(batch.into_iter().map(|(id, _)| id));
             continue;
         }
-        let (client, journal, field, fatal, done, progress) =
-            (client.clone(), journal.clone(), field.clone(), fatal.clone(), done.clone(), progress.clone());
+        let (client, journal, field, fatal, done, progress) = (
+            client.clone(),
+            journal.clone(),
+            field.clone(),
+            fatal.clone(),
+            done.clone(),
+            progress.clone(),
+        );
         let stop = opts.stop.clone();
         tasks.spawn(async move {
             let _permit = permit;
@@ -182,12 +200,16 @@ pub async fn execute(client: Arc<Client>, plan: &Plan, opts: Options) -> Result<
             }
         }
     }
-    report.applied.sort_by(|a, b| a.numeric_key().cmp(&b.numeric_key()));
-    report.failed.sort_by(|a, b| a.id.numeric_key().cmp(&b.id.numeric_key()));
+    report
+        .applied
+        .sort_by(|a, b| a.numeric_key().cmp(&b.numeric_key()));
+    report
+        .failed
+        .sort_by(|a, b| a.id.numeric_key().cmp(&b.id.numeric_key()));
     report.stopped = fatal.lock().expect("lock").take().or_else(|| {
-        opts.stop
-            .load(Ordering::SeqCst)
-            .then(|| "interrupted: batches in flight were finished, the rest were not sent".to_string())
+        opts.stop.load(Ordering::SeqCst).then(|| {
+            "interrupted: batches in flight were finished, the rest were not sent".to_string()
+        })
     });
     journal.write(json!({
         "event": "end", "applied": report.applied.len(), "failed": report.failed.len(),

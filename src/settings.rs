@@ -40,10 +40,21 @@ pub struct SettingsError(pub String);
 
 /// Resolves settings from `env` (a lookup, so tests need not touch the process
 /// environment) and the org file.
-pub fn resolve(env: &dyn Fn(&str) -> Option<String>, org: &OrgFile) -> Result<Settings, SettingsError> {
-    let get = |k: &str| env(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+pub fn resolve(
+    env: &dyn Fn(&str) -> Option<String>,
+    org: &OrgFile,
+) -> Result<Settings, SettingsError> {
+    let get = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     let creds = [ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_REFRESH_TOKEN].map(|k| (k, get(k)));
-    let missing: Vec<&str> = creds.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| *k).collect();
+    let missing: Vec<&str> = creds
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| *k)
+        .collect();
     let edition = org.zoho.edition.unwrap_or_default();
     let concurrency = org.pacing.concurrency;
     if missing.len() == creds.len() {
@@ -63,16 +74,26 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<String>, org: &OrgFile) -> Result<Se
         )));
     }
     let dc = match get("ZOHO_DC") {
-        Some(v) => v.parse::<DataCentre>().map_err(|e| SettingsError(format!("ZOHO_DC: {e}")))?,
+        Some(v) => v
+            .parse::<DataCentre>()
+            .map_err(|e| SettingsError(format!("ZOHO_DC: {e}")))?,
         None => org.zoho.dc.unwrap_or_default(),
     };
     let (accounts, api) = hosts(dc);
     let accounts_url = get("ZOHO_ACCOUNTS_URL").unwrap_or_else(|| accounts.to_string());
     let api_domain = get("ZOHO_API_DOMAIN");
-    for (k, v) in [("ZOHO_ACCOUNTS_URL", Some(&accounts_url)), ("ZOHO_API_DOMAIN", api_domain.as_ref())] {
+    for (k, v) in [
+        ("ZOHO_ACCOUNTS_URL", Some(&accounts_url)),
+        ("ZOHO_API_DOMAIN", api_domain.as_ref()),
+    ] {
         if let Some(v) = v {
-            if url::Url::parse(v).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
-                return Err(SettingsError(format!("{k} is `{v}`: give an http(s) URL such as `{api}`")));
+            if url::Url::parse(v)
+                .map(|u| !matches!(u.scheme(), "http" | "https"))
+                .unwrap_or(true)
+            {
+                return Err(SettingsError(format!(
+                    "{k} is `{v}`: give an http(s) URL such as `{api}`"
+                )));
             }
         }
     }
@@ -101,7 +122,10 @@ mod tests {
     }
 
     fn with(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         resolve(&|k| m.get(k).cloned(), &org())
     }
 
@@ -115,17 +139,28 @@ mod tests {
     #[test]
     fn partial_credentials_name_what_is_missing() {
         let e = with(&[("ZOHO_CLIENT_ID", "x")]).unwrap_err().to_string();
-        assert!(e.contains("ZOHO_CLIENT_SECRET, ZOHO_REFRESH_TOKEN are not set"), "{e}");
+        assert!(
+            e.contains("ZOHO_CLIENT_SECRET, ZOHO_REFRESH_TOKEN are not set"),
+            "{e}"
+        );
     }
 
     #[test]
     fn data_centre_comes_from_env_then_file() {
-        let base = [("ZOHO_CLIENT_ID", "x"), ("ZOHO_CLIENT_SECRET", "y"), ("ZOHO_REFRESH_TOKEN", "z")];
-        let Target::Zoho(c) = with(&base).unwrap().target else { panic!() };
+        let base = [
+            ("ZOHO_CLIENT_ID", "x"),
+            ("ZOHO_CLIENT_SECRET", "y"),
+            ("ZOHO_REFRESH_TOKEN", "z"),
+        ];
+        let Target::Zoho(c) = with(&base).unwrap().target else {
+            panic!()
+        };
         assert_eq!(c.accounts_url, "https://accounts.zoho.eu");
         let mut env = base.to_vec();
         env.push(("ZOHO_DC", "au"));
-        let Target::Zoho(c) = with(&env).unwrap().target else { panic!() };
+        let Target::Zoho(c) = with(&env).unwrap().target else {
+            panic!()
+        };
         assert_eq!(c.accounts_url, "https://accounts.zoho.com.au");
         env.push(("ZOHO_DC", "mars"));
         let mut env = base.to_vec();
@@ -133,6 +168,9 @@ mod tests {
         assert!(with(&env).unwrap_err().to_string().contains("`mars`"));
         let mut env = base.to_vec();
         env.push(("ZOHO_API_DOMAIN", "not a url"));
-        assert!(with(&env).unwrap_err().to_string().contains("ZOHO_API_DOMAIN"));
+        assert!(with(&env)
+            .unwrap_err()
+            .to_string()
+            .contains("ZOHO_API_DOMAIN"));
     }
 }

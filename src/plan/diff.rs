@@ -2,7 +2,9 @@
 
 use crate::spec::{Diagnostic, Resolution, Spec, Unmatched};
 
-use super::types::{Before, Change, ChangeKind, Cost, OrgState, Plan, SpecInfo, Summary, Target, FORMAT_VERSION};
+use super::types::{
+    Before, Change, ChangeKind, Cost, OrgState, Plan, SpecInfo, Summary, Target, FORMAT_VERSION,
+};
 
 /// Records per `PUT /{module}` call: the endpoint's documented maximum (reference §3.1).
 pub const UPDATE_BATCH_MAX: usize = 100;
@@ -26,7 +28,11 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
         ..Summary::default()
     };
     for rec in &org.records {
-        let current = rec.territory.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let current = rec
+            .territory
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
         let (desired, reason) = match spec.resolve(&rec.id, &rec.fields) {
             Resolution::Claimed { winner, .. } => {
                 let t = &spec.territories[winner.territory];
@@ -37,7 +43,10 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
                     summary.unmatched_kept += 1;
                     continue;
                 }
-                Unmatched::Clear => (None, "no territory claims it (unmatched: clear)".to_string()),
+                Unmatched::Clear => (
+                    None,
+                    "no territory claims it (unmatched: clear)".to_string(),
+                ),
             },
             Resolution::Ambiguous { first, second } => {
                 errors.push(spec.ambiguity(&rec.id, &first, &second));
@@ -103,8 +112,16 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
 /// Destination territory by name (clears last), then record id in numeric order.
 pub fn sort_changes(changes: &mut [Change]) {
     changes.sort_by(|a, b| {
-        let ka = (a.after.is_none(), a.after.clone(), a.account_id.numeric_key());
-        let kb = (b.after.is_none(), b.after.clone(), b.account_id.numeric_key());
+        let ka = (
+            a.after.is_none(),
+            a.after.clone(),
+            a.account_id.numeric_key(),
+        );
+        let kb = (
+            b.after.is_none(),
+            b.after.clone(),
+            b.account_id.numeric_key(),
+        );
         ka.cmp(&kb)
     });
 }

@@ -9,4 +9,7 @@ pub mod render;
 pub mod types;
 
 pub use diff::{check_guardrails, diff, PlanContext};
-pub use types::{Before, Change, ChangeKind, Cost, OrgState, Plan, Record, SpecInfo, Summary, Target, FORMAT_VERSION};
+pub use types::{
+    Before, Change, ChangeKind, Cost, OrgState, Plan, Record, SpecInfo, Summary, Target,
+    FORMAT_VERSION,
+};

@@ -95,9 +95,10 @@ mod tests {
 
     #[test]
     fn keeps_nineteen_digit_ids_exact_quoted_or_not() {
-        let ids: Vec<Id> =
-            serde_yaml::from_str("[\"5725767000000400092\", 9223372036854775807, 9999999999999999999]")
-                .unwrap();
+        let ids: Vec<Id> = serde_yaml::from_str(
+            "[\"5725767000000400092\", 9223372036854775807, 9999999999999999999]",
+        )
+        .unwrap();
         assert_eq!(ids[0].as_str(), "5725767000000400092");
         assert_eq!(ids[1].as_str(), "9223372036854775807");
         assert_eq!(ids[2].as_str(), "9999999999999999999");
@@ -111,7 +112,8 @@ mod tests {
 
     #[test]
     fn rejects_ids_a_float_would_round() {
-        let err = serde_yaml::from_str::<Vec<Id>>("[1234567890123456789012345678901234567890]").unwrap_err();
+        let err = serde_yaml::from_str::<Vec<Id>>("[1234567890123456789012345678901234567890]")
+            .unwrap_err();
         assert!(err.to_string().contains("quote the id"), "{err}");
     }
 

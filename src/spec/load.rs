@@ -109,7 +109,8 @@ impl Spec {
             let Some(ri) = t.rules.iter().position(|r| r.expr.matches(fields)) else {
                 continue;
             };
-            if t.exclude_ids.contains(id) || t.exclude_rules.iter().any(|r| r.expr.matches(fields)) {
+            if t.exclude_ids.contains(id) || t.exclude_rules.iter().any(|r| r.expr.matches(fields))
+            {
                 excluded_by.push(ti);
                 continue;
             }
@@ -174,10 +175,20 @@ pub fn load_dir(dir: &Path) -> Result<Spec, SpecError> {
             ));
             None
         }
-        Err(source) => return Err(SpecError::Io { path: org_path, source }),
+        Err(source) => {
+            return Err(SpecError::Io {
+                path: org_path,
+                source,
+            })
+        }
     };
     if let Some(org) = &org {
-        check_org(org, &org_path, &read(&org_path).unwrap_or_default(), &mut diags);
+        check_org(
+            org,
+            &org_path,
+            &read(&org_path).unwrap_or_default(),
+            &mut diags,
+        );
     }
 
     let mut files = Vec::new();
@@ -195,7 +206,11 @@ pub fn load_dir(dir: &Path) -> Result<Spec, SpecError> {
             source,
         })?;
         digest_file(&mut hasher, &rel, &text);
-        if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        if text.trim().is_empty()
+            || text
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
             diags.push(Diagnostic::new(
                 &path,
                 1,
@@ -233,7 +248,12 @@ pub fn load_dir(dir: &Path) -> Result<Spec, SpecError> {
 
 fn read(path: &Path) -> std::io::Result<String> {
     let bytes = fs::read(path)?;
-    String::from_utf8(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8 text"))
+    String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is not UTF-8 text",
+        )
+    })
 }
 
 fn digest_file(h: &mut Sha256, rel: &Path, text: &str) {
@@ -272,7 +292,10 @@ fn parse<T: DeserializeOwned>(path: &Path, text: &str, diags: &mut Vec<Diagnosti
     match serde_yaml::from_str::<T>(text) {
         Ok(v) => Some(v),
         Err(e) => {
-            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
             diags.push(Diagnostic::new(path, line, column, yaml_message(&e)));
             None
         }
@@ -288,7 +311,9 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
     }
     if msg.contains("unknown field") {
         msg.push_str(" (check the spelling; schemas/ lists every key)");
-    } else if msg.contains("did not find expected") || msg.contains("mapping values are not allowed") {
+    } else if msg.contains("did not find expected")
+        || msg.contains("mapping values are not allowed")
+    {
         msg.push_str(" (check the indentation: nested keys need more spaces than their parent)");
     }
     msg
@@ -317,36 +342,69 @@ fn check_org(org: &OrgFile, path: &Path, text: &str, diags: &mut Vec<Diagnostic>
                 path,
                 l,
                 c,
-                format!("`max_change_ratio` is `{r}`: give a share between 0 and 1 (0.25 is a quarter)"),
+                format!(
+                    "`max_change_ratio` is `{r}`: give a share between 0 and 1 (0.25 is a quarter)"
+                ),
             ));
         }
     }
     if let Some(b) = org.pacing.batch_size {
         if b == 0 {
             let (l, c) = find(text, "batch_size").unwrap_or((0, 0));
-            diags.push(Diagnostic::new(path, l, c, "`batch_size` is `0`: give at least 1"));
+            diags.push(Diagnostic::new(
+                path,
+                l,
+                c,
+                "`batch_size` is `0`: give at least 1",
+            ));
         }
     }
     if org.pacing.concurrency == Some(0) {
         let (l, c) = find(text, "concurrency").unwrap_or((0, 0));
-        diags.push(Diagnostic::new(path, l, c, "`concurrency` is `0`: give at least 1"));
+        diags.push(Diagnostic::new(
+            path,
+            l,
+            c,
+            "`concurrency` is `0`: give at least 1",
+        ));
     }
 }
 
-fn compile(tf: TerritoryFile, path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Option<Territory> {
+fn compile(
+    tf: TerritoryFile,
+    path: &Path,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Territory> {
     let before = diags.len();
     let line = find(text, "name:").map(|p| p.0).unwrap_or(1);
     if tf.name.trim().is_empty() {
-        diags.push(Diagnostic::new(path, line, 1, "`name` is empty: give the territory a name"));
+        diags.push(Diagnostic::new(
+            path,
+            line,
+            1,
+            "`name` is empty: give the territory a name",
+        ));
     }
     let rules = compile_rules(&tf.accounts.rules, RuleList::Accounts, path, text, diags);
-    let exclude_rules = compile_rules(&tf.accounts.exclude.rules, RuleList::Exclude, path, text, diags);
+    let exclude_rules = compile_rules(
+        &tf.accounts.exclude.rules,
+        RuleList::Exclude,
+        path,
+        text,
+        diags,
+    );
 
     let mut ids = BTreeSet::new();
     for id in &tf.accounts.ids {
         if !ids.insert(id.clone()) {
             let (l, c) = find_nth(text, id.as_str(), 2).unwrap_or((0, 0));
-            diags.push(Diagnostic::new(path, l, c, format!("id `{id}` is listed twice: remove one")));
+            diags.push(Diagnostic::new(
+                path,
+                l,
+                c,
+                format!("id `{id}` is listed twice: remove one"),
+            ));
         }
     }
     let exclude_ids: BTreeSet<Id> = tf.accounts.exclude.ids.iter().cloned().collect();
@@ -366,7 +424,12 @@ fn compile(tf: TerritoryFile, path: &Path, text: &str, diags: &mut Vec<Diagnosti
     if let Some(parent) = &tf.parent {
         if parent.trim().eq_ignore_ascii_case(tf.name.trim()) {
             let (l, c) = find(text, "parent:").unwrap_or((0, 0));
-            diags.push(Diagnostic::new(path, l, c, format!("territory `{}` names itself as its parent", tf.name)));
+            diags.push(Diagnostic::new(
+                path,
+                l,
+                c,
+                format!("territory `{}` names itself as its parent", tf.name),
+            ));
         }
     }
     if diags.len() > before {
@@ -393,7 +456,13 @@ enum RuleList {
     Exclude,
 }
 
-fn compile_rules(list: &[Condition], which: RuleList, path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Vec<Rule> {
+fn compile_rules(
+    list: &[Condition],
+    which: RuleList,
+    path: &Path,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Rule> {
     let mut out = Vec::new();
     let mut names = BTreeMap::new();
     for (i, c) in list.iter().enumerate() {
@@ -445,7 +514,11 @@ fn check_territories(ts: &[Territory], diags: &mut Vec<Diagnostic>) {
                     &t.file,
                     t.line,
                     1,
-                    format!("territory id `{id}` is also pinned by `{}` in {}", prev.name, prev.file.display()),
+                    format!(
+                        "territory id `{id}` is also pinned by `{}` in {}",
+                        prev.name,
+                        prev.file.display()
+                    ),
                 ));
             }
         }
@@ -456,7 +529,11 @@ fn check_territories(ts: &[Territory], diags: &mut Vec<Diagnostic>) {
         for id in &t.ids {
             match explicit.get(id) {
                 Some(prev) if prev.priority == t.priority => {
-                    let (l, c) = find(&fs::read_to_string(&t.file).unwrap_or_default(), id.as_str()).unwrap_or((0, 0));
+                    let (l, c) = find(
+                        &fs::read_to_string(&t.file).unwrap_or_default(),
+                        id.as_str(),
+                    )
+                    .unwrap_or((0, 0));
                     diags.push(Diagnostic::new(
                         &t.file,
                         l,
@@ -528,7 +605,9 @@ fn rule_line(text: &str, which: RuleList, index: usize, name: Option<&str>) -> O
     let indent = |l: &str| l.len() - l.trim_start().len();
     let mut start = 0;
     if let RuleList::Exclude = which {
-        start = lines.iter().position(|l| l.trim_start().starts_with("exclude:"))?;
+        start = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("exclude:"))?;
     }
     let rules_at = start
         + lines[start..]
@@ -577,7 +656,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("t");
         fs::create_dir_all(&root).unwrap();
-        fs::write(root.join(ORG_FILE), "module: Accounts\nmode: field\nfield: Territory\n").unwrap();
+        fs::write(
+            root.join(ORG_FILE),
+            "module: Accounts\nmode: field\nfield: Territory\n",
+        )
+        .unwrap();
         for (name, text) in files {
             let p = root.join(name);
             fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -597,11 +680,17 @@ mod tests {
 
     #[test]
     fn the_example_spec_loads() {
-        let spec = load_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/territories"))).unwrap();
+        let spec = load_dir(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/territories"
+        )))
+        .unwrap();
         assert_eq!(spec.territories.len(), 16);
         assert!(spec.rule_fields().contains(&"Billing_Country".to_string()));
         let strategic = &spec.territories[spec.territory_by_name("strategic accounts").unwrap()];
-        assert!(strategic.ids.contains(&Id::parse("5725767000000415042").unwrap()));
+        assert!(strategic
+            .ids
+            .contains(&Id::parse("5725767000000415042").unwrap()));
         assert!(spec.digest.starts_with("sha256:"));
     }
 
@@ -629,13 +718,22 @@ mod tests {
             "name: A\naccounts:\n  rules:\n    - name: ok\n      field: X\n      equals: y\n    - name: broken\n      field: X\n",
         )]));
         assert_eq!(d.line, 7, "{d}");
-        assert!(d.message.contains("rule `broken`") && d.message.contains("no operator"), "{d}");
+        assert!(
+            d.message.contains("rule `broken`") && d.message.contains("no operator"),
+            "{d}"
+        );
     }
 
     #[test]
     fn empty_file_is_an_error_not_an_empty_territory() {
-        let d = only_error(spec_with(&[("a.yaml", "name: A\n"), ("b.yaml", "\n# nothing yet\n")]));
-        assert!(d.file.ends_with("b.yaml") && d.message.contains("empty"), "{d}");
+        let d = only_error(spec_with(&[
+            ("a.yaml", "name: A\n"),
+            ("b.yaml", "\n# nothing yet\n"),
+        ]));
+        assert!(
+            d.file.ends_with("b.yaml") && d.message.contains("empty"),
+            "{d}"
+        );
     }
 
     #[test]
@@ -645,7 +743,10 @@ mod tests {
             ("b.yaml", "name: B\naccounts:\n  ids:\n    - 1001\n"),
         ]));
         assert_eq!(d.line, 4, "{d}");
-        assert!(d.message.contains("`1001`") && d.message.contains("a.yaml"), "{d}");
+        assert!(
+            d.message.contains("`1001`") && d.message.contains("a.yaml"),
+            "{d}"
+        );
     }
 
     #[test]
@@ -661,10 +762,21 @@ mod tests {
             panic!("expected ambiguity");
         };
         let d = spec.ambiguity(&id, &first, &second);
-        assert!(d.message.contains("`7`") && d.message.contains("rule `de`") && d.message.contains("rule `eu`"), "{d}");
-        assert!(d.message.contains("a.yaml") && d.message.contains("b.yaml"), "{d}");
+        assert!(
+            d.message.contains("`7`")
+                && d.message.contains("rule `de`")
+                && d.message.contains("rule `eu`"),
+            "{d}"
+        );
+        assert!(
+            d.message.contains("a.yaml") && d.message.contains("b.yaml"),
+            "{d}"
+        );
         let rec = serde_json::json!({"C": "fr"}).as_object().unwrap().clone();
-        assert!(matches!(spec.resolve(&id, &rec), Resolution::Claimed { .. }));
+        assert!(matches!(
+            spec.resolve(&id, &rec),
+            Resolution::Claimed { .. }
+        ));
     }
 
     #[test]

@@ -304,7 +304,9 @@ mod tests {
 
     #[test]
     fn every_operator_evaluates() {
-        let r = rec(json!({"Name": "Acme Corp", "Revenue": 1500000, "Emp": "40", "Lookup": {"name": "West", "id": "1"}}));
+        let r = rec(
+            json!({"Name": "Acme Corp", "Revenue": 1500000, "Emp": "40", "Lookup": {"name": "West", "id": "1"}}),
+        );
         let yes = [
             "{field: Name, equals: ' acme corp'}",
             "{field: Name, starts_with: ACME}",
@@ -340,8 +342,12 @@ mod tests {
     fn malformed_conditions_say_what_is_wrong() {
         assert!(cond("{field: A}").unwrap_err().contains("no operator"));
         assert!(cond("{equals: x}").unwrap_err().contains("needs a `field`"));
-        assert!(cond("{field: A, equals: x, in: [y]}").unwrap_err().contains("2 operators"));
-        assert!(cond("{all: [], any: []}").unwrap_err().contains("exactly one"));
+        assert!(cond("{field: A, equals: x, in: [y]}")
+            .unwrap_err()
+            .contains("2 operators"));
+        assert!(cond("{all: [], any: []}")
+            .unwrap_err()
+            .contains("exactly one"));
         assert!(cond("{all: []}").unwrap_err().contains("no conditions"));
         assert!(cond("{field: A, in: []}").unwrap_err().contains("empty"));
         assert!(cond("{}").unwrap_err().contains("empty condition"));
@@ -350,7 +356,11 @@ mod tests {
     fn claim(territory: usize, explicit: bool, priority: i32) -> Claim {
         Claim {
             territory,
-            source: if explicit { ClaimSource::ExplicitId } else { ClaimSource::Rule(0) },
+            source: if explicit {
+                ClaimSource::ExplicitId
+            } else {
+                ClaimSource::Rule(0)
+            },
             priority,
         }
     }
@@ -360,15 +370,23 @@ mod tests {
         let r = resolve(vec![claim(0, false, 100), claim(1, true, 0)], vec![]);
         assert!(matches!(r, Resolution::Claimed { ref winner, .. } if winner.territory == 1));
         let r = resolve(vec![claim(0, false, 0), claim(1, false, 10)], vec![]);
-        assert!(matches!(r, Resolution::Claimed { ref winner, ref losers } if winner.territory == 1 && losers.len() == 1));
+        assert!(
+            matches!(r, Resolution::Claimed { ref winner, ref losers } if winner.territory == 1 && losers.len() == 1)
+        );
     }
 
     #[test]
     fn equal_claims_are_ambiguous() {
-        let r = resolve(vec![claim(0, false, 5), claim(2, false, 5), claim(3, false, 1)], vec![]);
+        let r = resolve(
+            vec![claim(0, false, 5), claim(2, false, 5), claim(3, false, 1)],
+            vec![],
+        );
         assert_eq!(
             r,
-            Resolution::Ambiguous { first: claim(0, false, 5), second: claim(2, false, 5) }
+            Resolution::Ambiguous {
+                first: claim(0, false, 5),
+                second: claim(2, false, 5)
+            }
         );
     }
 }

@@ -178,7 +178,9 @@ impl FromStr for DataCentre {
         DataCentre::ALL
             .into_iter()
             .find(|d| d.as_str() == want)
-            .ok_or_else(|| format!("unknown data centre `{s}`: use us, eu, in, au, jp, cn, ca or sa"))
+            .ok_or_else(|| {
+                format!("unknown data centre `{s}`: use us, eu, in, au, jp, cn, ca or sa")
+            })
     }
 }
 

@@ -4,7 +4,10 @@
 //! 10 new access tokens per refresh token per 10 minutes.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -66,6 +69,18 @@ pub struct TokenSource {
     conn: Connection,
     cached: Mutex<Option<AccessToken>>,
     refreshes: std::sync::atomic::AtomicU64,
+    /// Directory of the on-disk token cache, when enabled.
+    cache_dir: Option<PathBuf>,
+}
+
+/// The on-disk form of a cached token. The file is mode 0600 and named by a hash of the
+/// client, the token host and the refresh token, so tokens of different orgs or data
+/// centres never mix.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedToken {
+    access_token: String,
+    api_domain: String,
+    expires_at_unix: u64,
 }
 
 impl TokenSource {
@@ -75,6 +90,58 @@ impl TokenSource {
             conn,
             cached: Mutex::new(None),
             refreshes: Default::default(),
+            cache_dir: None,
+        }
+    }
+
+    pub fn with_cache(mut self, dir: PathBuf) -> Self {
+        self.cache_dir = Some(dir);
+        self
+    }
+
+    fn cache_path(&self) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        let mut h = Sha256::new();
+        for part in [
+            self.conn.client_id.as_str(),
+            self.conn.accounts_url.as_str(),
+            self.conn.refresh_token.expose(),
+            self.conn.api_domain.as_deref().unwrap_or(""),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let digest = format!("{:x}", h.finalize());
+        Some(dir.join(format!("token-{}.json", &digest[..16])))
+    }
+
+    fn load_cached(&self) -> Option<AccessToken> {
+        let text = std::fs::read_to_string(self.cache_path()?).ok()?;
+        let c: CachedToken = serde_json::from_str(&text).ok()?;
+        let left = c.expires_at_unix.checked_sub(unix_now())?;
+        (left > EXPIRY_MARGIN.as_secs()).then(|| AccessToken {
+            token: Secret::new(c.access_token),
+            api_domain: c.api_domain,
+            expires_at: Instant::now() + Duration::from_secs(left),
+        })
+    }
+
+    fn store_cached(&self, t: &AccessToken) {
+        let Some(path) = self.cache_path() else { return };
+        let left = t.expires_at.saturating_duration_since(Instant::now()).as_secs();
+        let c = CachedToken {
+            access_token: t.token.expose().to_string(),
+            api_domain: t.api_domain.clone(),
+            expires_at_unix: unix_now() + left,
+        };
+        if let Err(e) = write_private(&path, &serde_json::to_vec(&c).unwrap_or_default()) {
+            tracing::warn!("cannot cache the access token in {}: {e}", path.display());
+        }
+    }
+
+    fn forget_cached(&self) {
+        if let Some(p) = self.cache_path() {
+            let _ = std::fs::remove_file(p);
         }
     }
 
@@ -95,7 +162,14 @@ impl TokenSource {
                 return Ok(t.clone());
             }
         }
+        if cached.is_none() {
+            if let Some(t) = self.load_cached() {
+                *cached = Some(t.clone());
+                return Ok(t);
+            }
+        }
         let fresh = self.refresh().await?;
+        self.store_cached(&fresh);
         *cached = Some(fresh.clone());
         Ok(fresh)
     }
@@ -106,12 +180,17 @@ impl TokenSource {
         let mut cached = self.cached.lock().await;
         if cached.as_ref().is_some_and(|t| &t.token == token) {
             *cached = None;
+            self.forget_cached();
         }
     }
 
     async fn refresh(&self) -> Result<AccessToken, ZohoError> {
-        self.refreshes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let url = format!("{}/oauth/v2/token", self.conn.accounts_url.trim_end_matches('/'));
+        self.refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let url = format!(
+            "{}/oauth/v2/token",
+            self.conn.accounts_url.trim_end_matches('/')
+        );
         let form = [
             ("grant_type", "refresh_token"),
             ("client_id", self.conn.client_id.as_str()),
@@ -145,6 +224,32 @@ impl TokenSource {
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Writes a file only its owner can read, through a rename so it is never half-written.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".token-{}.tmp", std::process::id()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// reqwest's error text without the URL (the URL of a token call may carry secrets in
 /// some setups; ours are in the body, but never risk it).
 fn without_url(e: &reqwest::Error) -> String {
@@ -165,7 +270,10 @@ fn without_url(e: &reqwest::Error) -> String {
 /// with HTTP 200); success is the presence of `access_token` (reference §9.2).
 fn parse_token(body: &Value, url: &str, conn: &Connection) -> Result<AccessToken, ZohoError> {
     if let Some(tok) = body.get("access_token").and_then(Value::as_str) {
-        let expires = body.get("expires_in").and_then(Value::as_u64).unwrap_or(3600);
+        let expires = body
+            .get("expires_in")
+            .and_then(Value::as_u64)
+            .unwrap_or(3600);
         let api_domain = conn
             .api_domain
             .clone()
@@ -220,11 +328,40 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_disk_cache_is_private_and_keyed_by_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = TokenSource::new(reqwest::Client::new(), conn()).with_cache(dir.path().to_path_buf());
+        let t = AccessToken {
+            token: Secret::new("1000.abc"),
+            api_domain: "https://www.zohoapis.eu".into(),
+            expires_at: Instant::now() + Duration::from_secs(3000),
+        };
+        src.store_cached(&t);
+        let path = src.cache_path().unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert_eq!(src.load_cached().unwrap().token.expose(), "1000.abc");
+        let mut other = conn();
+        other.client_id = "another".into();
+        let src2 = TokenSource::new(reqwest::Client::new(), other).with_cache(dir.path().to_path_buf());
+        assert!(src2.load_cached().is_none());
+        // A token about to expire is not reused.
+        src.store_cached(&AccessToken { expires_at: Instant::now() + Duration::from_secs(10), ..t });
+        assert!(src.load_cached().is_none());
+    }
+
     #[test]
     fn secrets_never_print() {
         let c = conn();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("s3cret") && !shown.contains("r3fresh"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("r3fresh"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -242,9 +379,13 @@ mod tests {
 
     #[test]
     fn names_the_likely_cause_of_a_refusal() {
-        let e = parse_token(&json!({"error": "invalid_client"}), "u", &conn()).err().unwrap();
+        let e = parse_token(&json!({"error": "invalid_client"}), "u", &conn())
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("ZOHO_DC (`eu`)"), "{e}");
-        let e = parse_token(&json!({"error": "invalid_code"}), "u", &conn()).err().unwrap();
+        let e = parse_token(&json!({"error": "invalid_code"}), "u", &conn())
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("revoked"), "{e}");
         let e = parse_token(
             &json!({"error": "Access Denied", "error_description": "You have made too many requests continuously."}),

@@ -8,9 +8,15 @@ pub fn hosts(dc: DataCentre) -> (&'static str, &'static str) {
         DataCentre::Us => ("https://accounts.zoho.com", "https://www.zohoapis.com"),
         DataCentre::Eu => ("https://accounts.zoho.eu", "https://www.zohoapis.eu"),
         DataCentre::In => ("https://accounts.zoho.in", "https://www.zohoapis.in"),
-        DataCentre::Au => ("https://accounts.zoho.com.au", "https://www.zohoapis.com.au"),
+        DataCentre::Au => (
+            "https://accounts.zoho.com.au",
+            "https://www.zohoapis.com.au",
+        ),
         DataCentre::Jp => ("https://accounts.zoho.jp", "https://www.zohoapis.jp"),
-        DataCentre::Cn => ("https://accounts.zoho.com.cn", "https://www.zohoapis.com.cn"),
+        DataCentre::Cn => (
+            "https://accounts.zoho.com.cn",
+            "https://www.zohoapis.com.cn",
+        ),
         DataCentre::Ca => ("https://accounts.zohocloud.ca", "https://www.zohoapis.ca"),
         DataCentre::Sa => ("https://accounts.zoho.sa", "https://www.zohoapis.sa"),
     }

@@ -52,11 +52,22 @@ pub struct Client {
     policy: RetryPolicy,
     timeout: Duration,
     deadline: Option<Instant>,
+    /// Retries left for the whole run, shared by every call.
+    retry_budget: AtomicU64,
+    /// No call is sent before this instant (set by nearly-exhausted rate-limit windows).
+    hold_until: std::sync::Mutex<Option<Instant>>,
     pub stats: Arc<ClientStats>,
 }
 
+/// Retries one run may spend across all its calls before it stops.
+pub const DEFAULT_RETRY_BUDGET: u64 = 500;
+
 impl Client {
-    pub fn new(conn: Connection, edition: Edition, concurrency: Option<usize>) -> Result<Client, ZohoError> {
+    pub fn new(
+        conn: Connection,
+        edition: Edition,
+        concurrency: Option<usize>,
+    ) -> Result<Client, ZohoError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("realign/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(32)
@@ -71,6 +82,8 @@ impl Client {
             policy: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
             deadline: None,
+            retry_budget: AtomicU64::new(DEFAULT_RETRY_BUDGET),
+            hold_until: std::sync::Mutex::new(None),
             stats: Arc::new(stats),
         })
     }
@@ -83,6 +96,52 @@ impl Client {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    pub fn with_retry_budget(self, retries: u64) -> Self {
+        self.retry_budget.store(retries, Ordering::Relaxed);
+        self
+    }
+
+    /// Keeps the access token in `dir` (mode 0600) between runs.
+    pub fn with_token_cache(mut self, dir: std::path::PathBuf) -> Self {
+        self.auth = self.auth.with_cache(dir);
+        self
+    }
+
+    /// The last `X-API-CREDITS-REMAINING` Zoho sent, if any.
+    pub fn credits_remaining(&self) -> Option<u64> {
+        Some(self.stats.credits_remaining.load(Ordering::Relaxed)).filter(|c| *c != u64::MAX)
+    }
+
+    async fn wait_for_window(&self) {
+        let until = *self.hold_until.lock().expect("hold lock");
+        if let Some(t) = until {
+            if t > Instant::now() {
+                tokio::time::sleep_until(t).await;
+            }
+        }
+    }
+
+    fn note_window(&self, headers: &reqwest::header::HeaderMap) {
+        let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+        let h = super::ratelimit::Headers {
+            limit: get("x-ratelimit-limit"),
+            remaining: get("x-ratelimit-remaining"),
+            reset: get("x-ratelimit-reset"),
+        };
+        let now_unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if let Some(wait) = super::ratelimit::pause_for(&h, now_unix) {
+            let until = Instant::now() + wait;
+            let mut hold = self.hold_until.lock().expect("hold lock");
+            if hold.is_none_or(|t| t < until) {
+                tracing::info!(seconds = wait.as_secs(), "rate-limit window nearly used up: pausing until it resets");
+                *hold = Some(until);
+            }
+        }
     }
 
     /// No retry starts after `deadline`.
@@ -126,11 +185,15 @@ impl Client {
             let url = format!("{}{}", token.api_domain, path);
             let outcome = {
                 let _slot = self.pacer.acquire(class).await;
+                self.wait_for_window().await;
                 self.stats.calls.fetch_add(1, Ordering::Relaxed);
                 let mut req = self
                     .http
                     .request(method.clone(), &url)
-                    .header("Authorization", format!("Zoho-oauthtoken {}", token.token.expose()))
+                    .header(
+                        "Authorization",
+                        format!("Zoho-oauthtoken {}", token.token.expose()),
+                    )
                     .timeout(self.timeout)
                     .query(query);
                 if let Some(b) = body {
@@ -139,6 +202,7 @@ impl Client {
                 match req.send().await {
                     Ok(resp) => {
                         let status = resp.status();
+                        self.note_window(resp.headers());
                         let retry_after = resp
                             .headers()
                             .get("retry-after")
@@ -191,11 +255,18 @@ impl Client {
                 429 => {
                     self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                     self.pacer.throttled(class);
-                    self.backoff(&what, attempt, retry_after, format!("HTTP 429 `{code}`")).await?;
+                    self.backoff(&what, attempt, retry_after, format!("HTTP 429 `{code}`"))
+                        .await?;
                 }
                 500 | 502 | 503 | 504 => {
                     self.stats.server_errors.fetch_add(1, Ordering::Relaxed);
-                    self.backoff(&what, attempt, retry_after, format!("HTTP {}", status.as_u16())).await?;
+                    self.backoff(
+                        &what,
+                        attempt,
+                        retry_after,
+                        format!("HTTP {}", status.as_u16()),
+                    )
+                    .await?;
                 }
                 401 if (code == "INVALID_TOKEN" || code == "INVALID_OAUTHTOKEN") && !refreshed => {
                     refreshed = true;
@@ -226,7 +297,13 @@ impl Client {
     }
 
     /// Waits before the next attempt, or gives up when attempts or time run out.
-    async fn backoff(&self, what: &str, attempt: u32, retry_after: Option<Duration>, last: String) -> Result<(), ZohoError> {
+    async fn backoff(
+        &self,
+        what: &str,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        last: String,
+    ) -> Result<(), ZohoError> {
         if attempt >= self.policy.max_attempts {
             return Err(ZohoError::GaveUp {
                 what: what.to_string(),
@@ -244,6 +321,17 @@ impl Client {
                     retry_at: httpdate::fmt_http_date(at),
                 });
             }
+        }
+        if self
+            .retry_budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+            .is_err()
+        {
+            return Err(ZohoError::GaveUp {
+                what: what.to_string(),
+                attempts: attempt,
+                last: format!("{last}; the run's retry budget is spent"),
+            });
         }
         let unit: f64 = rand::rng().random();
         let delay = self.policy.delay(attempt, unit, retry_after);

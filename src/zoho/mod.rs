@@ -9,6 +9,7 @@ pub mod error;
 pub mod hosts;
 pub mod http;
 pub mod pacing;
+pub mod ratelimit;
 pub mod records;
 pub mod retry;
 

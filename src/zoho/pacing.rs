@@ -65,7 +65,9 @@ impl Gate {
     fn decrease(&self) {
         let mut s = self.state.lock().expect("gate lock");
         let now = Instant::now();
-        if s.last_decrease.is_some_and(|t| now.duration_since(t) < DECREASE_COOLDOWN) {
+        if s.last_decrease
+            .is_some_and(|t| now.duration_since(t) < DECREASE_COOLDOWN)
+        {
             return;
         }
         s.last_decrease = Some(now);
@@ -141,10 +143,24 @@ impl Pacer {
 
     pub async fn acquire(&self, class: CallClass) -> Slot<'_> {
         let heavy = match class {
-            CallClass::Heavy => Some(self.heavy.sem.clone().acquire_owned().await.expect("gate never closes")),
+            CallClass::Heavy => Some(
+                self.heavy
+                    .sem
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("gate never closes"),
+            ),
             CallClass::Light => None,
         };
-        let main = Some(self.main.sem.clone().acquire_owned().await.expect("gate never closes"));
+        let main = Some(
+            self.main
+                .sem
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("gate never closes"),
+        );
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_in_flight.fetch_max(now, Ordering::Relaxed);
         Slot {

@@ -18,8 +18,13 @@ pub const UPDATE_MAX: usize = 100;
 
 /// Checks a field API name before it goes into a query.
 pub fn check_field_name(name: &str) -> Result<(), ZohoError> {
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '$')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.');
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '$')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.');
     if ok {
         Ok(())
     } else {
@@ -51,19 +56,32 @@ impl ReadRequest<'_> {
 }
 
 /// Reads every record of the module, page by page; `progress` gets the running count.
-pub async fn fetch_all(client: &Client, req: &ReadRequest<'_>, progress: impl FnMut(usize)) -> Result<OrgState, ZohoError> {
+pub async fn fetch_all(
+    client: &Client,
+    req: &ReadRequest<'_>,
+    progress: impl FnMut(usize),
+) -> Result<OrgState, ZohoError> {
     fetch_where(client, req, None, progress).await
 }
 
 /// Reads the records with these ids (any number; 100 ids a call, COQL's `in` limit).
-pub async fn fetch_ids(client: &Client, req: &ReadRequest<'_>, ids: &[Id]) -> Result<OrgState, ZohoError> {
+pub async fn fetch_ids(
+    client: &Client,
+    req: &ReadRequest<'_>,
+    ids: &[Id],
+) -> Result<OrgState, ZohoError> {
     let mut out = OrgState::default();
     for chunk in ids.chunks(100) {
-        let list = chunk.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        let list = chunk
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let part = fetch_where(client, req, Some(&format!("id in ({list})")), |_| {}).await?;
         out.records.extend(part.records);
     }
-    out.records.sort_by(|a, b| a.id.numeric_key().cmp(&b.id.numeric_key()));
+    out.records
+        .sort_by(|a, b| a.id.numeric_key().cmp(&b.id.numeric_key()));
     Ok(out)
 }
 
@@ -93,7 +111,13 @@ async fn fetch_where(
             req.module
         );
         let answer = client
-            .call(CallClass::Heavy, Method::POST, "/crm/v8/coql", &[], Some(&json!({ "select_query": query })))
+            .call(
+                CallClass::Heavy,
+                Method::POST,
+                "/crm/v8/coql",
+                &[],
+                Some(&json!({ "select_query": query })),
+            )
             .await?;
         let what = "a COQL read";
         match answer.status.as_u16() {
@@ -101,7 +125,9 @@ async fn fetch_where(
             200 => {}
             s => return Err(api_error(what, s, answer.body.as_ref())),
         }
-        let body = answer.body.ok_or_else(|| garbage(what, "HTTP 200 with an empty body"))?;
+        let body = answer
+            .body
+            .ok_or_else(|| garbage(what, "HTTP 200 with an empty body"))?;
         let rows = body
             .get("data")
             .and_then(Value::as_array)
@@ -142,7 +168,11 @@ fn parse_row(row: &Value, req: &ReadRequest<'_>) -> Result<Record, String> {
     let text = |v: Option<&Value>| -> Option<String> {
         match v? {
             Value::String(s) => Some(s.clone()),
-            Value::Object(m) => m.get("name").or_else(|| m.get("Name")).and_then(Value::as_str).map(str::to_string),
+            Value::Object(m) => m
+                .get("name")
+                .or_else(|| m.get("Name"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
             Value::Null => None,
             other => Some(other.to_string()),
         }
@@ -168,27 +198,52 @@ pub enum Outcome {
 }
 
 /// `PUT /crm/v8/{module}` with up to 100 records; results in input order.
-pub async fn update(client: &Client, module: Module, field: &str, batch: &[(Id, Option<String>)]) -> Result<Vec<Outcome>, ZohoError> {
-    assert!(!batch.is_empty() && batch.len() <= UPDATE_MAX, "batch of {} records", batch.len());
+pub async fn update(
+    client: &Client,
+    module: Module,
+    field: &str,
+    batch: &[(Id, Option<String>)],
+) -> Result<Vec<Outcome>, ZohoError> {
+    assert!(
+        !batch.is_empty() && batch.len() <= UPDATE_MAX,
+        "batch of {} records",
+        batch.len()
+    );
     let data: Vec<Value> = batch
         .iter()
         .map(|(id, v)| {
             let mut m = Map::new();
             m.insert("id".into(), Value::String(id.to_string()));
-            m.insert(field.to_string(), v.clone().map(Value::String).unwrap_or(Value::Null));
+            m.insert(
+                field.to_string(),
+                v.clone().map(Value::String).unwrap_or(Value::Null),
+            );
             Value::Object(m)
         })
         .collect();
     // More than 10 records puts an update in Zoho's sub-concurrency pool (reference §8.2).
-    let class = if batch.len() > 10 { CallClass::Heavy } else { CallClass::Light };
+    let class = if batch.len() > 10 {
+        CallClass::Heavy
+    } else {
+        CallClass::Light
+    };
     let path = format!("/crm/v8/{module}");
     let answer = client
-        .call(class, Method::PUT, &path, &[], Some(&json!({ "data": data })))
+        .call(
+            class,
+            Method::PUT,
+            &path,
+            &[],
+            Some(&json!({ "data": data })),
+        )
         .await?;
     let what = "a record update";
     let status = answer.status.as_u16();
     let body = answer.body;
-    let items = body.as_ref().and_then(|b| b.get("data")).and_then(Value::as_array);
+    let items = body
+        .as_ref()
+        .and_then(|b| b.get("data"))
+        .and_then(Value::as_array);
     let Some(items) = items else {
         return Err(api_error(what, status, body.as_ref()));
     };
@@ -207,7 +262,12 @@ pub async fn update(client: &Client, module: Module, field: &str, batch: &[(Id, 
 }
 
 fn outcome(item: &Value) -> Outcome {
-    let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |k: &str| {
+        item.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     if s("status") == "success" {
         Outcome::Updated {
             modified_time: item
@@ -218,11 +278,18 @@ fn outcome(item: &Value) -> Outcome {
         }
     } else {
         let mut message = s("message");
-        if let Some(d) = item.get("details").filter(|d| d.as_object().is_some_and(|m| !m.is_empty())) {
+        if let Some(d) = item
+            .get("details")
+            .filter(|d| d.as_object().is_some_and(|m| !m.is_empty()))
+        {
             message.push_str(&format!(" {d}"));
         }
         Outcome::Failed {
-            code: if s("code").is_empty() { "UNKNOWN".into() } else { s("code") },
+            code: if s("code").is_empty() {
+                "UNKNOWN".into()
+            } else {
+                s("code")
+            },
             message,
         }
     }
@@ -240,7 +307,10 @@ pub fn api_error(what: &str, status: u16, body: Option<&Value>) -> ZohoError {
         return garbage(what, &format!("HTTP {status} without a Zoho error code"));
     }
     let mut message = get("message");
-    if let Some(d) = body.and_then(|b| b.get("details")).filter(|d| d.as_object().is_some_and(|m| !m.is_empty())) {
+    if let Some(d) = body
+        .and_then(|b| b.get("details"))
+        .filter(|d| d.as_object().is_some_and(|m| !m.is_empty()))
+    {
         message.push_str(&format!(" {d}"));
     }
     ZohoError::Api {
@@ -274,16 +344,36 @@ mod tests {
     #[test]
     fn reads_only_the_columns_it_needs_once_each() {
         let rules = vec!["Billing_Country".to_string(), "Territory".to_string()];
-        let r = ReadRequest { module: Module::Accounts, territory_field: Some("Territory"), rule_fields: &rules };
-        assert_eq!(r.columns(), vec!["id", "Account_Name", "Territory", "Billing_Country", "Modified_Time"]);
+        let r = ReadRequest {
+            module: Module::Accounts,
+            territory_field: Some("Territory"),
+            rule_fields: &rules,
+        };
+        assert_eq!(
+            r.columns(),
+            vec![
+                "id",
+                "Account_Name",
+                "Territory",
+                "Billing_Country",
+                "Modified_Time"
+            ]
+        );
     }
 
     #[test]
     fn maps_result_items_to_outcomes() {
         let ok = json!({"code":"SUCCESS","status":"success","message":"record updated","details":{"id":"1","Modified_Time":"t"}});
-        assert_eq!(outcome(&ok), Outcome::Updated { modified_time: Some("t".into()) });
+        assert_eq!(
+            outcome(&ok),
+            Outcome::Updated {
+                modified_time: Some("t".into())
+            }
+        );
         let bad = json!({"code":"INVALID_DATA","status":"error","message":"invalid data","details":{"api_name":"Territory"}});
-        let Outcome::Failed { code, message } = outcome(&bad) else { panic!() };
+        let Outcome::Failed { code, message } = outcome(&bad) else {
+            panic!()
+        };
         assert_eq!(code, "INVALID_DATA");
         assert!(message.contains("Territory"));
     }

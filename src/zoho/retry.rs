@@ -80,15 +80,24 @@ mod tests {
         let p = RetryPolicy::default();
         let floor = Duration::from_secs(7);
         assert_eq!(p.delay(1, 0.5, Some(floor)), floor);
-        assert_eq!(p.delay(10, 0.999_999, Some(Duration::from_secs(1))), p.cap.mul_f64(0.999_999));
+        assert_eq!(
+            p.delay(10, 0.999_999, Some(Duration::from_secs(1))),
+            p.cap.mul_f64(0.999_999)
+        );
     }
 
     #[test]
     fn parses_both_retry_after_forms() {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after(" 12 ", now), Some(Duration::from_secs(12)));
+        assert_eq!(
+            parse_retry_after(" 12 ", now),
+            Some(Duration::from_secs(12))
+        );
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
