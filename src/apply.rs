@@ -90,6 +90,38 @@ pub fn new_run_id() -> String {
     )
 }
 
+/// Per-record codes worth another try in the same run: the record or the server was
+/// busy, not the change wrong.
+pub const TRANSIENT_CODES: [&str; 4] = [
+    "INTERNAL_ERROR",
+    "INTERNAL_SERVER_ERROR",
+    "TOO_MANY_REQUESTS",
+    "RECORD_LOCKED",
+];
+
+/// Rounds of per-record retries after the first pass.
+const RETRY_ROUNDS: usize = 2;
+
+type Batch = Vec<(Id, Option<String>)>;
+
+/// Shared by the batch tasks of one run.
+struct Run {
+    client: Arc<Client>,
+    journal: Journal,
+    module: crate::spec::Module,
+    field: String,
+    stop: Arc<AtomicBool>,
+    fatal: Mutex<Option<String>>,
+    done: std::sync::atomic::AtomicUsize,
+    total: usize,
+    progress: Box<dyn Fn(usize, usize) + Send + Sync>,
+}
+
+/// Credits a write of `n` records costs (1 per 10 records, reference §8.1).
+fn write_credits(n: usize) -> u64 {
+    n.div_ceil(10) as u64
+}
+
 /// Applies every change of `plan`; the report lists what did not take and why.
 pub async fn execute(
     client: Arc<Client>,
@@ -98,107 +130,62 @@ pub async fn execute(
 ) -> Result<Report, std::io::Error> {
     let run_id = new_run_id();
     let (journal, journal_path) = Journal::open(opts.journal_dir.as_deref(), &run_id)?;
-    let journal = Arc::new(journal);
-    let field = plan.field.clone().unwrap_or_default();
-    let module = plan.module;
     journal.write(json!({
         "event": "start", "run_id": run_id, "spec_digest": plan.spec.digest,
         "target": plan.target.api_domain, "changes": plan.changes.len(), "at": chrono::Utc::now().to_rfc3339(),
     }));
-
+    let run = Arc::new(Run {
+        client,
+        journal,
+        module: plan.module,
+        field: plan.field.clone().unwrap_or_default(),
+        stop: opts.stop.clone(),
+        fatal: Mutex::new(None),
+        done: Default::default(),
+        total: plan.changes.len(),
+        progress: opts.progress,
+    });
     let batch_size = opts.batch_size.clamp(1, records::UPDATE_MAX);
-    let batches: Vec<Vec<(Id, Option<String>)>> = plan
-        .changes
-        .chunks(batch_size)
-        .map(|c| {
-            c.iter()
-                .map(|ch| (ch.account_id.clone(), ch.after.clone()))
-                .collect()
-        })
-        .collect();
-    let total = plan.changes.len();
-    // Launch no more batches than the pacer lets run, so an interrupt leaves few queued.
-    let launch = Arc::new(Semaphore::new(client.pacer().limits().0.max(1)));
-    let fatal: Arc<Mutex<Option<String>>> = Arc::default();
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let progress: Arc<dyn Fn(usize, usize) + Send + Sync> = Arc::from(opts.progress);
-    let mut tasks = JoinSet::new();
     let mut report = Report {
-        run_id: run_id.clone(),
+        run_id,
         journal: journal_path,
         ..Report::default()
     };
-
-    for (i, batch) in batches.into_iter().enumerate() {
-        let permit = launch.clone().acquire_owned().await.expect("never closed");
-        if opts.stop.load(Ordering::SeqCst) || fatal.lock().expect("lock").is_some() {
-            report.not_sent.extend(batch.into_iter().map(|(id, _)| id));
-            continue;
+    let mut pending: Batch = plan
+        .changes
+        .iter()
+        .map(|c| (c.account_id.clone(), c.after.clone()))
+        .collect();
+    for round in 0..=RETRY_ROUNDS {
+        let values: std::collections::HashMap<Id, Option<String>> =
+            pending.iter().cloned().collect();
+        let (applied, failed, not_sent) = send_round(&run, &pending, batch_size, round).await;
+        report.applied.extend(applied);
+        report.not_sent.extend(not_sent);
+        let (again, permanent): (Vec<Failure>, Vec<Failure>) = failed
+            .into_iter()
+            .partition(|f| TRANSIENT_CODES.contains(&f.code.as_str()));
+        report.failed.extend(permanent);
+        if again.is_empty() {
+            break;
         }
-        let (client, journal, field, fatal, done, progress) = (
-            client.clone(),
-            journal.clone(),
-            field.clone(),
-            fatal.clone(),
-            done.clone(),
-            progress.clone(),
+        let stopped = run.stop.load(Ordering::SeqCst) || run.fatal.lock().expect("lock").is_some();
+        if round == RETRY_ROUNDS || stopped {
+            report.failed.extend(again);
+            break;
+        }
+        tracing::info!(
+            records = again.len(),
+            round = round + 1,
+            "retrying records Zoho reported as busy"
         );
-        let stop = opts.stop.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
-            journal.write(json!({
-                "event": "batch", "batch": i,
-                "ids": batch.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
-                "values": batch.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
-            }));
-            let result = records::update(&client, module, &field, &batch).await;
-            let outcomes: Vec<Result<(), Failure>> = match result {
-                Ok(outs) => batch
-                    .iter()
-                    .zip(outs)
-                    .map(|((id, _), o)| match o {
-                        Outcome::Updated { .. } => Ok(()),
-                        Outcome::Failed { code, message } => Err(Failure { id: id.clone(), code, message }),
-                    })
-                    .collect(),
-                Err(e) => {
-                    let (code, message) = match &e {
-                        ZohoError::Api { code, message, .. } => (code.clone(), message.clone()),
-                        ZohoError::GaveUp { .. } => ("GAVE_UP".to_string(), e.to_string()),
-                        _ => ("NOT_APPLIED".to_string(), e.to_string()),
-                    };
-                    if !matches!(e, ZohoError::Api { .. } | ZohoError::GaveUp { .. } | ZohoError::Garbage { .. }) {
-                        // Credentials or a wait beyond the cap: no later batch can do better.
-                        fatal.lock().expect("lock").get_or_insert_with(|| e.to_string());
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                    batch
-                        .iter()
-                        .map(|(id, _)| Err(Failure { id: id.clone(), code: code.clone(), message: message.clone() }))
-                        .collect()
-                }
-            };
-            for ((id, _), o) in batch.iter().zip(&outcomes) {
-                match o {
-                    Ok(()) => journal.write(json!({"event": "result", "batch": i, "id": id.as_str(), "status": "updated"})),
-                    Err(f) => journal.write(json!({
-                        "event": "result", "batch": i, "id": id.as_str(), "status": "failed", "code": f.code, "message": f.message,
-                    })),
-                }
-            }
-            let n = done.fetch_add(batch.len(), Ordering::Relaxed) + batch.len();
-            progress(n, total);
-            (batch, outcomes)
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        let (batch, outcomes) = joined.expect("apply task panicked");
-        for ((id, _), o) in batch.into_iter().zip(outcomes) {
-            match o {
-                Ok(()) => report.applied.push(id),
-                Err(f) => report.failed.push(f),
-            }
-        }
+        pending = again
+            .into_iter()
+            .map(|f| {
+                let v = values[&f.id].clone();
+                (f.id, v)
+            })
+            .collect();
     }
     report
         .applied
@@ -206,14 +193,130 @@ pub async fn execute(
     report
         .failed
         .sort_by(|a, b| a.id.numeric_key().cmp(&b.id.numeric_key()));
-    report.stopped = fatal.lock().expect("lock").take().or_else(|| {
+    report
+        .not_sent
+        .sort_by(|a, b| a.numeric_key().cmp(&b.numeric_key()));
+    report.stopped = run.fatal.lock().expect("lock").take().or_else(|| {
         opts.stop.load(Ordering::SeqCst).then(|| {
             "interrupted: batches in flight were finished, the rest were not sent".to_string()
         })
     });
-    journal.write(json!({
+    run.journal.write(json!({
         "event": "end", "applied": report.applied.len(), "failed": report.failed.len(),
         "not_sent": report.not_sent.len(), "stopped": report.stopped, "at": chrono::Utc::now().to_rfc3339(),
     }));
     Ok(report)
+}
+
+/// One pass over `pending` in batches; returns (applied, failed, not sent).
+async fn send_round(
+    run: &Arc<Run>,
+    pending: &[(Id, Option<String>)],
+    batch_size: usize,
+    round: usize,
+) -> (Vec<Id>, Vec<Failure>, Vec<Id>) {
+    let batches: Vec<Batch> = pending.chunks(batch_size).map(<[_]>::to_vec).collect();
+    // Credits the batches not yet launched will need.
+    let mut credits_left: u64 = batches.iter().map(|b| write_credits(b.len())).sum();
+    // Launch no more batches than the pacer lets run, so an interrupt leaves few queued.
+    let launch = Arc::new(Semaphore::new(run.client.pacer().limits().0.max(1)));
+    let mut tasks = JoinSet::new();
+    let mut not_sent = Vec::new();
+    for (i, batch) in batches.into_iter().enumerate() {
+        let permit = launch.clone().acquire_owned().await.expect("never closed");
+        if run.stop.load(Ordering::SeqCst) || run.fatal.lock().expect("lock").is_some() {
+            not_sent.extend(batch.into_iter().map(|(id, _)| id));
+            continue;
+        }
+        if let Err(msg) =
+            crate::zoho::ratelimit::check_budget(credits_left, run.client.credits_remaining())
+        {
+            run.fatal
+                .lock()
+                .expect("lock")
+                .get_or_insert(format!("stopped between batches: {msg}"));
+            not_sent.extend(batch.into_iter().map(|(id, _)| id));
+            continue;
+        }
+        credits_left -= write_credits(batch.len());
+        let run = run.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let outcomes = send_batch(&run, &batch, round, i).await;
+            (batch, outcomes)
+        });
+    }
+    let (mut applied, mut failed) = (Vec::new(), Vec::new());
+    while let Some(joined) = tasks.join_next().await {
+        let (batch, outcomes) = joined.expect("apply task panicked");
+        for ((id, _), o) in batch.into_iter().zip(outcomes) {
+            match o {
+                Ok(()) => applied.push(id),
+                Err(f) => failed.push(f),
+            }
+        }
+    }
+    (applied, failed, not_sent)
+}
+
+async fn send_batch(run: &Run, batch: &Batch, round: usize, i: usize) -> Vec<Result<(), Failure>> {
+    run.journal.write(json!({
+        "event": "batch", "round": round, "batch": i,
+        "ids": batch.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        "values": batch.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+    }));
+    let outcomes: Vec<Result<(), Failure>> =
+        match records::update(&run.client, run.module, &run.field, batch).await {
+            Ok(outs) => batch
+                .iter()
+                .zip(outs)
+                .map(|((id, _), o)| match o {
+                    Outcome::Updated { .. } => Ok(()),
+                    Outcome::Failed { code, message } => Err(Failure {
+                        id: id.clone(),
+                        code,
+                        message,
+                    }),
+                })
+                .collect(),
+            Err(e) => {
+                let (code, message) = match &e {
+                    ZohoError::Api { code, message, .. } => (code.clone(), message.clone()),
+                    ZohoError::GaveUp { .. } => ("GAVE_UP".to_string(), e.to_string()),
+                    _ => ("NOT_APPLIED".to_string(), e.to_string()),
+                };
+                if !matches!(
+                    e,
+                    ZohoError::Api { .. } | ZohoError::GaveUp { .. } | ZohoError::Garbage { .. }
+                ) {
+                    // Credentials or a wait beyond the cap: no later batch can do better.
+                    run.fatal
+                        .lock()
+                        .expect("lock")
+                        .get_or_insert_with(|| e.to_string());
+                    run.stop.store(true, Ordering::SeqCst);
+                }
+                batch
+                    .iter()
+                    .map(|(id, _)| {
+                        Err(Failure {
+                            id: id.clone(),
+                            code: code.clone(),
+                            message: message.clone(),
+                        })
+                    })
+                    .collect()
+            }
+        };
+    for ((id, _), o) in batch.iter().zip(&outcomes) {
+        match o {
+            Ok(()) => run.journal.write(json!({"event": "result", "batch": i, "id": id.as_str(), "status": "updated"})),
+            Err(f) => run.journal.write(json!({
+                "event": "result", "batch": i, "id": id.as_str(), "status": "failed", "code": f.code, "message": f.message,
+            })),
+        }
+    }
+    let n = run.done.fetch_add(batch.len(), Ordering::Relaxed) + batch.len();
+    (run.progress)(n.min(run.total), run.total);
+    outcomes
 }

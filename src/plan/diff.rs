@@ -141,6 +141,7 @@ pub fn estimate(records: usize, changes: &[Change], batch: usize) -> Cost {
         write_calls,
         batch_size: batch as u64,
         credits: read_calls * 3 + write_credits,
+        write_credits,
     }
 }
 

@@ -170,18 +170,30 @@ fn sections(plan: &Plan) -> Vec<Section> {
         // Clears first, then territories by name.
         if let Some(to) = &c.after {
             by.entry((1, to.clone()))
-                .or_insert_with(|| Section { title: to.clone(), entering: vec![], leaving: vec![] })
+                .or_insert_with(|| Section {
+                    title: to.clone(),
+                    entering: vec![],
+                    leaving: vec![],
+                })
                 .entering
                 .push(line(c));
         } else {
             by.entry((0, String::new()))
-                .or_insert_with(|| Section { title: "Cleared".into(), entering: vec![], leaving: vec![] })
+                .or_insert_with(|| Section {
+                    title: "Cleared".into(),
+                    entering: vec![],
+                    leaving: vec![],
+                })
                 .leaving
                 .push(line(c));
         }
         if let Some(from) = &c.before.value {
             by.entry((1, from.trim().to_string()))
-                .or_insert_with(|| Section { title: from.trim().to_string(), entering: vec![], leaving: vec![] })
+                .or_insert_with(|| Section {
+                    title: from.trim().to_string(),
+                    entering: vec![],
+                    leaving: vec![],
+                })
                 .leaving
                 .push(line(c));
         }
@@ -211,7 +223,11 @@ pub fn markdown(plan: &Plan) -> String {
     for (i, s) in secs.iter().enumerate() {
         let line = section_counts(s);
         if out.len() + line.len() + tail_reserve > MARKDOWN_BUDGET {
-            let _ = writeln!(out, "\n… and {} more territories, listed in the JSON plan.", secs.len() - i);
+            let _ = writeln!(
+                out,
+                "\n… and {} more territories, listed in the JSON plan.",
+                secs.len() - i
+            );
             break;
         }
         out.push_str(&line);
@@ -269,9 +285,14 @@ mod tests {
         let territories = ["DACH", "France", "Nordics", "Benelux"];
         let changes: Vec<Change> = (0..n)
             .map(|i| Change {
-                account_id: Id::parse(&format!("{}", 5725767000000400001u64 + i as u64 * 13)).unwrap(),
+                account_id: Id::parse(&format!("{}", 5725767000000400001u64 + i as u64 * 13))
+                    .unwrap(),
                 name: Some(format!("Company number {i} GmbH")),
-                kind: if i % 7 == 0 { ChangeKind::Clear } else { ChangeKind::Move },
+                kind: if i % 7 == 0 {
+                    ChangeKind::Clear
+                } else {
+                    ChangeKind::Move
+                },
                 before: Before {
                     value: Some(territories[(i + 1) % 4].to_string()),
                     modified_time: Some("2026-11-02T09:14:07+00:00".into()),
@@ -283,20 +304,40 @@ mod tests {
         Plan {
             format_version: 1,
             realign_version: "0.1.0".into(),
-            spec: SpecInfo { dir: "territories".into(), digest: "sha256:00".into(), git_commit: None },
-            target: Target { api_domain: "http://127.0.0.1:1".into(), org: None, sandbox: true },
+            spec: SpecInfo {
+                dir: "territories".into(),
+                digest: "sha256:00".into(),
+                git_commit: None,
+            },
+            target: Target {
+                api_domain: "http://127.0.0.1:1".into(),
+                org: None,
+                sandbox: true,
+            },
             module: Module::Accounts,
             mode: Mode::Field,
             field: Some("Territory".into()),
             summary: Summary {
                 records: 2500,
                 changes: n as u64,
-                moves: changes.iter().filter(|c| c.kind == ChangeKind::Move).count() as u64,
-                clears: changes.iter().filter(|c| c.kind == ChangeKind::Clear).count() as u64,
+                moves: changes
+                    .iter()
+                    .filter(|c| c.kind == ChangeKind::Move)
+                    .count() as u64,
+                clears: changes
+                    .iter()
+                    .filter(|c| c.kind == ChangeKind::Clear)
+                    .count() as u64,
                 unchanged: 2500 - n as u64,
                 ..Summary::default()
             },
-            cost: Cost { read_calls: 2, write_calls: n.div_ceil(100) as u64, batch_size: 100, credits: 0 },
+            cost: Cost {
+                read_calls: 2,
+                write_calls: n.div_ceil(100) as u64,
+                batch_size: 100,
+                credits: 0,
+                write_credits: 0,
+            },
             changes,
         }
     }
@@ -304,12 +345,21 @@ mod tests {
     #[test]
     fn small_markdown_shows_every_record_in_a_diff() {
         let md = markdown(&sample_plan(20));
-        assert!(md.starts_with("### realign plan\n\n**Plan: 20 to change"), "{md}");
+        assert!(
+            md.starts_with("### realign plan\n\n**Plan: 20 to change"),
+            "{md}"
+        );
         assert!(md.contains("<details><summary>DACH: +"), "{md}");
         assert!(md.contains("```diff\n"), "{md}");
-        assert!(md.contains("+5725767000000400001") || md.contains("-5725767000000400001"), "{md}");
+        assert!(
+            md.contains("+5725767000000400001") || md.contains("-5725767000000400001"),
+            "{md}"
+        );
         // Clears come before the territories.
-        assert!(md.find("Cleared").unwrap() < md.find("Benelux").unwrap(), "{md}");
+        assert!(
+            md.find("Cleared").unwrap() < md.find("Benelux").unwrap(),
+            "{md}"
+        );
     }
 
     #[test]

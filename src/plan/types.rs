@@ -97,6 +97,8 @@ pub struct Cost {
     pub batch_size: u64,
     /// Zoho API credits for the reads and the writes.
     pub credits: u64,
+    /// Of which the writes.
+    pub write_credits: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
