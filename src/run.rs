@@ -1,7 +1,29 @@
 //! Dispatches a parsed command to the operation that carries it out.
+//!
+//! Each command is a thin shell: load the spec, connect, call the pure core, print.
+//! Data goes to stdout; progress and messages to stderr.
 
-use crate::cli::Cli;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
 
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::apply;
+use crate::cli::{
+    ApplyArgs, Cli, Command, DemoArgs, PlanArgs, PlanFormat, SandboxArgs, SchemaArgs, ValidateArgs,
+    ValidateFormat,
+};
+use crate::plan::{self, render, OrgState, Plan, PlanContext, Target as PlanTarget};
+use crate::sandbox::{self, SandboxConfig, SandboxHandle};
+use crate::settings::{self, Target};
+use crate::spec::{self, Mode, Spec};
+use crate::zoho::records::{self, ReadRequest};
+use crate::zoho::{Client, Connection, Secret};
+
+/// Process exit codes (DESIGN.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Success = 0,
@@ -10,6 +32,734 @@ pub enum Exit {
     Partial = 3,
 }
 
-pub async fn run(_cli: Cli) -> anyhow::Result<Exit> {
-    anyhow::bail!("not wired yet")
+pub async fn run(cli: Cli) -> Result<Exit> {
+    match cli.command {
+        Command::Demo(a) => demo(a).await,
+        Command::Plan(a) => plan_cmd(a).await,
+        Command::Apply(a) => apply_cmd(a).await,
+        Command::Validate(a) => validate(a),
+        Command::Schema(a) => schema(a),
+        Command::Sandbox(a) => sandbox_cmd(a).await,
+        Command::Explain(a) => explain(&a.account_id, &a.dir).await,
+        Command::Watch(_) => bail!("`realign watch` is not built yet (issue #7): run `realign plan` and `realign apply` instead"),
+        Command::Import(_) => bail!("`realign import` is not built yet (issue #5)"),
+    }
+}
+
+/// Writes data to stdout; a closed pipe (`realign plan | head`) is not an error.
+pub fn out(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to stdout")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn load_spec(dir: &Path) -> Result<Spec> {
+    let spec = spec::load_dir(dir)?;
+    if spec.org.mode == Mode::Native {
+        bail!(
+            "{}: `mode: native` is not built yet (issue #5); use `mode: field`",
+            dir.join(spec::load::ORG_FILE).display()
+        );
+    }
+    Ok(spec)
+}
+
+/// A connected client, and the in-process sandbox behind it when there is one.
+struct Session {
+    client: Arc<Client>,
+    sandbox: Option<SandboxHandle>,
+    target: PlanTarget,
+}
+
+impl Session {
+    async fn connect(spec: &Spec) -> Result<Session> {
+        let settings = settings::resolve(&|k| std::env::var(k).ok(), &spec.org)?;
+        let (conn, sandbox) = match settings.target {
+            Target::Zoho(conn) => (conn, None),
+            Target::Embedded { state_file } => {
+                eprintln!(
+                    "note: no Zoho credentials in the environment: using the embedded sandbox org in {} (see README to target a real org)",
+                    state_file.display()
+                );
+                if let Some(dir) = state_file.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create `{}`", dir.display()))?;
+                }
+                let handle = sandbox::start(SandboxConfig {
+                    state_file: Some(state_file),
+                    edition: settings.edition,
+                    ..SandboxConfig::default()
+                })
+                .await?;
+                (sandbox_connection(&handle), Some(handle))
+            }
+        };
+        let mut client = Client::new(conn, settings.edition, settings.concurrency)?;
+        if sandbox.is_none() {
+            if let Some(dir) = token_cache_dir() {
+                client = client.with_token_cache(dir);
+            }
+        }
+        // The first token is fetched here, so bad credentials stop the run before any read.
+        let api_domain = client.api_domain().await?;
+        Ok(Session {
+            client: Arc::new(client),
+            target: PlanTarget {
+                api_domain,
+                org: None,
+                sandbox: sandbox.is_some(),
+            },
+            sandbox,
+        })
+    }
+
+    async fn close(self) -> Result<()> {
+        if let Some(h) = self.sandbox {
+            h.shutdown().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where access tokens are cached between runs: `REALIGN_CACHE_DIR`, else the user's
+/// cache directory. `REALIGN_CACHE_DIR=off` disables the cache.
+fn token_cache_dir() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    match var("REALIGN_CACHE_DIR") {
+        Some(p) if p.as_os_str() == "off" => None,
+        Some(p) => Some(p),
+        None => var("XDG_CACHE_HOME")
+            .or_else(|| var("HOME").map(|h| h.join(".cache")))
+            .map(|c| c.join("realign")),
+    }
+}
+
+fn sandbox_connection(handle: &SandboxHandle) -> Connection {
+    Connection {
+        client_id: sandbox::CLIENT_ID.into(),
+        client_secret: Secret::new(sandbox::CLIENT_SECRET),
+        refresh_token: Secret::new(sandbox::REFRESH_TOKEN),
+        accounts_url: handle.base_url(),
+        api_domain: Some(handle.base_url()),
+        dc: "sandbox".into(),
+    }
+}
+
+fn read_request(spec: &Spec) -> (Vec<String>, Option<String>) {
+    (spec.rule_fields(), spec.org.field.clone())
+}
+
+async fn fetch(client: &Client, spec: &Spec) -> Result<OrgState> {
+    let (rule_fields, field) = read_request(spec);
+    let req = ReadRequest {
+        module: spec.org.module,
+        territory_field: field.as_deref(),
+        rule_fields: &rule_fields,
+    };
+    let started = Instant::now();
+    let org = records::fetch_all(client, &req, |n| {
+        tracing::debug!(records = n, "read");
+    })
+    .await
+    .with_context(|| format!("cannot read {} from Zoho", spec.org.module))?;
+    eprintln!(
+        "read {} {} in {:.1} s",
+        render::thousands(org.records.len() as u64),
+        spec.org.module,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(org)
+}
+
+fn git_commit(dir: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn make_plan(spec: &Spec, org: &OrgState, target: &PlanTarget) -> Result<Plan> {
+    let ctx = PlanContext {
+        target: target.clone(),
+        git_commit: git_commit(&spec.root),
+    };
+    plan::diff(spec, org, &ctx).map_err(|diags| anyhow!("{}", spec::SpecError::Invalid(diags)))
+}
+
+async fn plan_cmd(args: PlanArgs) -> Result<Exit> {
+    let spec = load_spec(&args.dir)?;
+    let session = Session::connect(&spec).await?;
+    let result = async {
+        let org = fetch(&session.client, &spec).await?;
+        make_plan(&spec, &org, &session.target)
+    }
+    .await;
+    session.close().await?;
+    let plan = result?;
+    if let Some(path) = &args.out {
+        write_atomic(path, render::json(&plan).as_bytes())?;
+        eprintln!("wrote the plan to {}", path.display());
+    }
+    match args.format {
+        PlanFormat::Text => out(&render::text(&plan))?,
+        PlanFormat::Json => out(&render::json(&plan))?,
+        PlanFormat::Markdown => out(&render::markdown(&plan))?,
+        PlanFormat::Summary => out(&format!(
+            "{}\n",
+            serde_json::json!({"format_version": plan.format_version, "summary": plan.summary, "cost": plan.cost})
+        ))?,
+    }
+    Ok(if args.detailed_exitcode && plan.summary.changes > 0 {
+        Exit::Changes
+    } else {
+        Exit::Success
+    })
+}
+
+/// Writes through a temporary file and a rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}
+
+async fn apply_cmd(args: ApplyArgs) -> Result<Exit> {
+    if args.target.is_file() {
+        bail!(
+            "applying a saved plan file (`{}`) is not built yet (issue #6): run `realign apply DIR` to plan and apply in one step",
+            args.target.display()
+        );
+    }
+    let spec = load_spec(&args.target)?;
+    let session = Session::connect(&spec).await?;
+    let result = apply_in_session(&spec, &session, &args).await;
+    session.close().await?;
+    result
+}
+
+async fn apply_in_session(spec: &Spec, session: &Session, args: &ApplyArgs) -> Result<Exit> {
+    let org = fetch(&session.client, spec).await?;
+    let plan = make_plan(spec, &org, &session.target)?;
+    if plan.summary.changes == 0 {
+        out(&format!("{}\n", render::summary_line(&plan)))?;
+        return Ok(Exit::Success);
+    }
+    out(&render::text(&plan))?;
+    if !args.allow_large_change {
+        plan::check_guardrails(&plan, &spec.org.guardrails).map_err(|e| anyhow!(e))?;
+    }
+    crate::zoho::ratelimit::check_budget(
+        plan.cost.write_credits,
+        session.client.credits_remaining(),
+    )
+    .map_err(|e| anyhow!(e))?;
+    if !args.auto_approve && !confirm(&plan)? {
+        eprintln!("apply cancelled; nothing was changed");
+        return Ok(Exit::Error);
+    }
+    let report = run_apply(session.client.clone(), &plan, spec).await?;
+    let mut exit = report_exit(&report, &plan);
+    if exit != Exit::Error && !report.applied.is_empty() {
+        let missing = verify(&session.client, spec, &plan, &report).await?;
+        if !missing.is_empty() && exit == Exit::Success {
+            exit = Exit::Partial;
+        }
+    }
+    Ok(exit)
+}
+
+/// Reads the changed records back (the cheaper of a full read and id lookups) and
+/// reports any whose value did not take, e.g. reverted by a workflow.
+async fn verify(
+    client: &Client,
+    spec: &Spec,
+    plan: &Plan,
+    report: &apply::Report,
+) -> Result<Vec<String>> {
+    let (rule_fields, field) = read_request(spec);
+    let req = ReadRequest {
+        module: spec.org.module,
+        territory_field: field.as_deref(),
+        rule_fields: &rule_fields,
+    };
+    let full_pages = (plan.summary.records as usize).div_ceil(records::COQL_LIMIT);
+    let id_pages = report.applied.len().div_ceil(100);
+    let org = if full_pages <= id_pages {
+        records::fetch_all(client, &req, |_| {}).await
+    } else {
+        records::fetch_ids(client, &req, &report.applied).await
+    }
+    .context("cannot read the changed records back to verify them")?;
+    let now: std::collections::HashMap<&spec::Id, Option<&str>> = org
+        .records
+        .iter()
+        .map(|r| (&r.id, r.territory.as_deref().map(str::trim)))
+        .collect();
+    let applied: std::collections::HashSet<&spec::Id> = report.applied.iter().collect();
+    let mut missing = Vec::new();
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| applied.contains(&c.account_id))
+    {
+        let want = c.after.as_deref();
+        match now.get(&c.account_id) {
+            Some(v) if *v == want => {}
+            Some(v) => missing.push(format!(
+                "{}: Zoho holds `{}`, not `{}` (reverted by a workflow or another integration?)",
+                c.account_id,
+                v.unwrap_or("(none)"),
+                want.unwrap_or("(none)")
+            )),
+            None => missing.push(format!("{}: the record is gone", c.account_id)),
+        }
+    }
+    if missing.is_empty() {
+        eprintln!(
+            "verified: all {} changed records read back as planned",
+            report.applied.len()
+        );
+    }
+    for m in &missing {
+        eprintln!("did not take: {m}");
+    }
+    Ok(missing)
+}
+
+fn confirm(plan: &Plan) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing to apply {} changes without confirmation: stdin is not a terminal; review the plan and pass --auto-approve",
+            plan.summary.changes
+        );
+    }
+    eprint!(
+        "Apply {} changes to {}? Only `yes` is accepted: ",
+        plan.summary.changes, plan.target.api_domain
+    );
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+async fn run_apply(client: Arc<Client>, plan: &Plan, spec: &Spec) -> Result<apply::Report> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let watcher = tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("interrupted: finishing the batches in flight, sending no more");
+        stop2.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let started = Instant::now();
+    let total_batches = plan.cost.write_calls;
+    let report = apply::execute(
+        client.clone(),
+        plan,
+        apply::Options {
+            batch_size: plan.cost.batch_size.max(1) as usize,
+            journal_dir: Some(PathBuf::from(".realign/runs")),
+            stop,
+            progress: progress_reporter("applying", plan.changes.len(), client.stats.clone()),
+        },
+    )
+    .await
+    .context("cannot write the apply journal in .realign/runs")?;
+    watcher.abort();
+    let _ = spec;
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    eprintln!(
+        "applied {} of {} changes in {} write calls, {:.1} s ({} throttled, {} retried){}",
+        report.applied.len(),
+        plan.changes.len(),
+        total_batches,
+        started.elapsed().as_secs_f64(),
+        client.stats.get(|s| &s.throttled),
+        client.stats.get(|s| &s.retries),
+        report
+            .journal
+            .as_ref()
+            .map(|j| format!("; journal {}", j.display()))
+            .unwrap_or_default()
+    );
+    Ok(report)
+}
+
+/// Progress for long work: a bar on a terminal, a plain line every few seconds otherwise.
+fn progress_reporter(
+    what: &'static str,
+    total: usize,
+    stats: Arc<crate::zoho::ClientStats>,
+) -> Box<dyn Fn(usize, usize) + Send + Sync> {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} records, {per_sec}, eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(what);
+        Box::new(move |done, _| {
+            bar.set_position(done as u64);
+            let throttled = stats.throttled.load(std::sync::atomic::Ordering::Relaxed);
+            bar.set_message(format!("{what} ({throttled} throttled)"));
+            if done >= total {
+                bar.finish();
+            }
+        })
+    } else {
+        let last = std::sync::Mutex::new(Instant::now());
+        let started = Instant::now();
+        Box::new(move |done, total| {
+            let mut last = last.lock().expect("progress lock");
+            if done >= total || last.elapsed().as_secs() >= 5 {
+                *last = Instant::now();
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+                let eta = (total - done.min(total)) as f64 / rate.max(0.001);
+                eprintln!(
+                    "{what}: {done}/{total} records, {} throttled, about {eta:.0} s left",
+                    stats.throttled.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
+        })
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn report_exit(report: &apply::Report, plan: &Plan) -> Exit {
+    for f in &report.failed {
+        eprintln!("not changed: {} `{}` {}", f.id, f.code, f.message);
+    }
+    if !report.not_sent.is_empty() {
+        eprintln!(
+            "not sent: {} records (run `realign apply` again to finish; a re-plan finds them)",
+            report.not_sent.len()
+        );
+    }
+    if let Some(why) = &report.stopped {
+        eprintln!("stopped: {why}");
+        return Exit::Error;
+    }
+    if report.failed.is_empty() && report.not_sent.is_empty() {
+        let _ = plan;
+        Exit::Success
+    } else {
+        Exit::Partial
+    }
+}
+
+fn validate(args: ValidateArgs) -> Result<Exit> {
+    match (spec::load_dir(&args.dir), args.format) {
+        (Ok(spec), ValidateFormat::Text) => {
+            out(&format!(
+                "{}: {} territories, valid\n",
+                args.dir.display(),
+                spec.territories.len()
+            ))?;
+            Ok(Exit::Success)
+        }
+        (Ok(spec), ValidateFormat::Json) => {
+            out(&format!(
+                "{}\n",
+                serde_json::json!({"valid": true, "territories": spec.territories.len(), "digest": spec.digest, "errors": []})
+            ))?;
+            Ok(Exit::Success)
+        }
+        (Err(e), ValidateFormat::Json) => {
+            let errors = match &e {
+                spec::SpecError::Invalid(d) => serde_json::to_value(d)?,
+                other => {
+                    serde_json::json!([{"file": args.dir, "line": 0, "column": 0, "message": other.to_string()}])
+                }
+            };
+            out(&format!(
+                "{}\n",
+                serde_json::json!({"valid": false, "errors": errors})
+            ))?;
+            Ok(Exit::Error)
+        }
+        (Err(e), ValidateFormat::Text) => Err(e.into()),
+    }
+}
+
+/// The JSON Schemas realign publishes, by file name.
+pub fn schemas() -> Vec<(&'static str, String)> {
+    let gen = |s: schemars::Schema| {
+        let mut t = serde_json::to_string_pretty(&s).expect("schemas serialise");
+        t.push('\n');
+        t
+    };
+    vec![
+        (
+            "realign.schema.json",
+            gen(schemars::schema_for!(spec::OrgFile)),
+        ),
+        (
+            "territory.schema.json",
+            gen(schemars::schema_for!(spec::TerritoryFile)),
+        ),
+        ("plan.schema.json", gen(schemars::schema_for!(plan::Plan))),
+    ]
+}
+
+fn schema(args: SchemaArgs) -> Result<Exit> {
+    let mut stale = Vec::new();
+    for (name, text) in schemas() {
+        let path = args.out.join(name);
+        if args.check {
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                stale.push(path.display().to_string());
+            }
+        } else {
+            write_atomic(&path, text.as_bytes())?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    if !stale.is_empty() {
+        bail!(
+            "stale schemas: {} differ from what this realign generates; run `realign schema` and commit the result",
+            stale.join(", ")
+        );
+    }
+    Ok(Exit::Success)
+}
+
+async fn explain(account: &str, dir: &Path) -> Result<Exit> {
+    let id = spec::Id::parse(account).map_err(|e| anyhow!("{e}"))?;
+    let spec = load_spec(dir)?;
+    let session = Session::connect(&spec).await?;
+    let (rule_fields, field) = read_request(&spec);
+    let req = ReadRequest {
+        module: spec.org.module,
+        territory_field: field.as_deref(),
+        rule_fields: &rule_fields,
+    };
+    let found = records::fetch_ids(&session.client, &req, std::slice::from_ref(&id)).await;
+    session.close().await?;
+    let org = found?;
+    let Some(rec) = org.records.first() else {
+        bail!(
+            "no {} record has id `{id}` in {}",
+            spec.org.module,
+            "the org"
+        );
+    };
+    out(&crate::plan::explain::explain(&spec, rec))?;
+    Ok(Exit::Success)
+}
+
+async fn sandbox_cmd(args: SandboxArgs) -> Result<Exit> {
+    let config = sandbox_config(&args)?;
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "warning: the sandbox listens on {}, not loopback: anyone who can reach it can use it",
+            args.listen
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on `{}`: is another sandbox running? pick another --listen port",
+                args.listen
+            )
+        })?;
+    let base = format!("http://{}", listener.local_addr()?);
+    out(&format!("{}\n", sandbox::env_lines(&base)))?;
+    eprintln!("sandbox serving a Zoho CRM v8 org at {base} (stats at {base}/__sandbox/stats); Ctrl-C stops it");
+    sandbox::serve(listener, config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(Exit::Success)
+}
+
+fn sandbox_config(args: &SandboxArgs) -> Result<SandboxConfig> {
+    Ok(SandboxConfig {
+        seed: args.seed.parse().map_err(|e| anyhow!("--seed: {e}"))?,
+        edition: args
+            .edition
+            .parse()
+            .map_err(|e| anyhow!("--edition: {e}"))?,
+        state_file: args.state.clone(),
+        headers: args
+            .headers
+            .parse()
+            .map_err(|e| anyhow!("--headers: {e}"))?,
+        faults: match &args.faults {
+            Some(p) => sandbox::Faults::from_file(p)?,
+            None => sandbox::Faults::default(),
+        },
+        accounts: args.accounts,
+        ..SandboxConfig::default()
+    })
+}
+
+async fn demo(args: DemoArgs) -> Result<Exit> {
+    let started = Instant::now();
+    let spec = load_spec(&args.dir)?;
+    let edition = spec.org.zoho.edition.unwrap_or_default();
+    let handle = sandbox::start(SandboxConfig {
+        edition,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    eprintln!(
+        "demo: an in-process sandbox org (seed `demo`, {edition} edition) at {}, and the spec in {}",
+        handle.base_url(),
+        args.dir.display()
+    );
+    let client = Arc::new(Client::new(
+        sandbox_connection(&handle),
+        edition,
+        spec.org.pacing.concurrency,
+    )?);
+    let target = PlanTarget {
+        api_domain: client.api_domain().await?,
+        org: None,
+        sandbox: true,
+    };
+    let result = async {
+        out("\n== 1. plan\n")?;
+        let org = fetch(&client, &spec).await?;
+        let first = make_plan(&spec, &org, &target)?;
+        out(&demo_overview(&first))?;
+        out("\n== 2. apply\n")?;
+        let report = run_apply(client.clone(), &first, &spec).await?;
+        let exit = report_exit(&report, &first);
+        out(&format!(
+            "applied {} changes in {} write calls of up to {} records\n",
+            render::thousands(report.applied.len() as u64),
+            first.cost.write_calls,
+            first.cost.batch_size
+        ))?;
+        out("\n== 3. plan again\n")?;
+        let org = fetch(&client, &spec).await?;
+        let second = make_plan(&spec, &org, &target)?;
+        out(&format!("{}\n", render::summary_line(&second)))?;
+        Ok::<_, anyhow::Error>((first, second, exit))
+    }
+    .await;
+    let stats = handle.stats().await;
+    handle.shutdown().await?;
+    let (first, second, exit) = result?;
+    let api_calls: u64 = stats
+        .by_endpoint
+        .iter()
+        .filter(|(k, _)| !k.contains("/oauth/"))
+        .map(|(_, v)| v)
+        .sum();
+    let mut cost = String::from("\n== API cost (counted by the sandbox)\n");
+    cost.push_str(&format!(
+        "calls      {api_calls} API + {} token\n",
+        stats.requests - api_calls
+    ));
+    for (k, v) in &stats.by_endpoint {
+        cost.push_str(&format!("             {v:>5}  {k}\n"));
+    }
+    cost.push_str(&format!(
+        "429s       {}\ncredits    {}\nin flight  {} at most\nwall time  {:.2} s\n",
+        stats.throttled,
+        stats.credits_used,
+        stats.max_in_flight,
+        started.elapsed().as_secs_f64()
+    ));
+    cost.push_str(&format!(
+        "one call per account would have been {} PUT calls for the same {} changes\n",
+        render::thousands(first.summary.changes),
+        render::thousands(first.summary.changes)
+    ));
+    out(&cost)?;
+    if second.summary.changes != 0 {
+        bail!(
+            "the re-plan still shows {} changes after apply: the org did not converge",
+            second.summary.changes
+        );
+    }
+    Ok(exit)
+}
+
+/// Per-territory counts and the summary: the demo's short form of a plan.
+fn demo_overview(plan: &Plan) -> String {
+    let mut into: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for c in &plan.changes {
+        into.entry(c.after.clone().unwrap_or_else(|| "(cleared)".into()))
+            .or_default()
+            .0 += 1;
+        if let Some(b) = &c.before.value {
+            into.entry(b.clone()).or_default().1 += 1;
+        }
+    }
+    let mut s = String::new();
+    for (t, (plus, minus)) in into {
+        s.push_str(&format!("  {t:<24} +{plus:<4} -{minus}\n"));
+    }
+    for c in plan.changes.iter().take(5) {
+        s.push_str(&format!(
+            "  e.g. {} {}: {} -> {} [{}]\n",
+            c.account_id,
+            c.name.as_deref().unwrap_or("-"),
+            c.before.value.as_deref().unwrap_or("(none)"),
+            c.after.as_deref().unwrap_or("(none)"),
+            c.reason
+        ));
+    }
+    s.push_str(&render::summary_line(plan));
+    s.push('\n');
+    s
 }

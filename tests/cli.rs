@@ -1,0 +1,219 @@
+//! The main workflow through the real binary against an in-process sandbox: plan,
+//! apply, re-plan, and bad input that must apply nothing.
+
+use serde_json::Value;
+
+use crate::util::{calls, code, realign, realign_async, stderr, stdout, Workdir};
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_apply_replan_converges_with_minimal_calls() {
+    let sb = crate::util::sandbox().await;
+    let w = Workdir::new();
+
+    let first = realign_async(w.path(), Some(&sb), &["plan", "territories", "--format", "json"]).await;
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let plan = json(&first);
+    assert_eq!(plan["format_version"], 1);
+    let changes = plan["summary"]["changes"].as_u64().unwrap();
+    assert!(changes > 0);
+    let c = &plan["changes"][0];
+    for key in ["account_id", "before", "after", "reason"] {
+        assert!(c.get(key).is_some(), "change lacks `{key}`: {c}");
+    }
+    assert!(c["account_id"].is_string(), "ids are strings: {c}");
+
+    let applied = realign_async(w.path(), Some(&sb), &["apply", "territories", "--auto-approve"]).await;
+    assert_eq!(code(&applied), 0, "{}", stderr(&applied));
+
+    let second = realign_async(w.path(), Some(&sb), &["plan", "territories", "--format", "json"]).await;
+    assert_eq!(json(&second)["summary"]["changes"], 0, "{}", stdout(&second));
+
+    let stats = sb.stats().await;
+    let records = plan["summary"]["records"].as_u64().unwrap();
+    let pages = records.div_ceil(2000);
+    assert_eq!(calls(&stats, "PUT /crm/v8/Accounts"), changes.div_ceil(100), "{stats:?}");
+    // Four full reads (plan; apply's plan and its read-back check; plan), each the
+    // fewest COQL pages possible.
+    assert_eq!(calls(&stats, "POST /crm/v8/coql"), 4 * pages, "{stats:?}");
+    assert_eq!(calls(&stats, "GET /crm/v8/Accounts"), 0, "{stats:?}");
+    assert_eq!(stats.throttled, 0, "{stats:?}");
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detailed_exitcode_is_2_with_changes_and_0_without() {
+    let sb = crate::util::sandbox().await;
+    let w = Workdir::new();
+    let p = realign_async(w.path(), Some(&sb), &["plan", "--detailed-exitcode"]).await;
+    assert_eq!(code(&p), 2, "{}", stderr(&p));
+    assert!(stdout(&p).contains("Plan: "), "{}", stdout(&p));
+    let a = realign_async(w.path(), Some(&sb), &["apply", "--auto-approve"]).await;
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    let p = realign_async(w.path(), Some(&sb), &["plan", "--detailed-exitcode"]).await;
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    assert!(stdout(&p).contains("No changes"), "{}", stdout(&p));
+    sb.shutdown().await.unwrap();
+}
+
+/// Each case breaks the spec one way; apply must exit 1, name the file and line, and
+/// send no write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_spec_applies_nothing_and_names_file_and_line() {
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "bad indentation",
+            "territories/emea/dach.yaml",
+            "name: DACH\naccounts:\n  rules:\n    - name: dach\n      field: Billing_Country\n     in: [Germany]\n",
+            &["dach.yaml:6"],
+        ),
+        (
+            "unknown key",
+            "territories/emea/france.yaml",
+            "name: France\npriorty: 5\naccounts:\n  rules:\n    - field: Billing_Country\n      equals: France\n",
+            &["france.yaml:2:1", "unknown field `priorty`"],
+        ),
+        (
+            "duplicate claim",
+            "territories/emea/germany.yaml",
+            "name: Germany\nparent: EMEA\naccounts:\n  rules:\n    - name: germany\n      field: Billing_Country\n      equals: Germany\n",
+            &["germany.yaml:5", "dach.yaml", "rule `germany`", "rule `dach`", "claimed equally"],
+        ),
+        (
+            "duplicate explicit id",
+            "territories/vip.yaml",
+            "name: VIP\npriority: 100\naccounts:\n  ids: [\"5725767000000400092\"]\n",
+            &["5725767000000400092", "strategic.yaml", "vip.yaml:4"],
+        ),
+        ("half-written file", "territories/apac/korea.yaml", "", &["korea.yaml:1:1", "empty"]),
+    ];
+    let sb = crate::util::sandbox().await;
+    for (what, file, text, needles) in cases {
+        let w = Workdir::new();
+        w.write(file, text);
+        let out = realign_async(w.path(), Some(&sb), &["apply", "territories", "--auto-approve"]).await;
+        let err = stderr(&out);
+        assert_eq!(code(&out), 1, "{what}: {err}");
+        for n in *needles {
+            assert!(err.contains(n), "{what}: stderr lacks `{n}`:\n{err}");
+        }
+    }
+    let stats = sb.stats().await;
+    assert_eq!(calls(&stats, "PUT "), 0, "no case may write");
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guardrails_refuse_large_changes_unless_allowed() {
+    let sb = crate::util::sandbox().await;
+    let w = Workdir::new();
+    let org = std::fs::read_to_string(w.spec().join("realign.yaml")).unwrap();
+    w.write("territories/realign.yaml", &org.replace("max_changes: 1500", "max_changes: 10"));
+    let out = realign_async(w.path(), Some(&sb), &["apply", "--auto-approve"]).await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("`max_changes` guardrail of 10"), "{}", stderr(&out));
+    assert_eq!(calls(&sb.stats().await, "PUT "), 0);
+    let out = realign_async(w.path(), Some(&sb), &["apply", "--auto-approve", "--allow-large-change"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_stop_before_any_read_and_never_print_secrets() {
+    let sb = crate::util::sandbox().await;
+    let w = Workdir::new();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_realign"));
+    cmd.current_dir(w.path())
+        .args(["apply", "--auto-approve"])
+        .env("ZOHO_CLIENT_ID", realign::sandbox::CLIENT_ID)
+        .env("ZOHO_CLIENT_SECRET", "not-the-secret-1234")
+        .env("ZOHO_REFRESH_TOKEN", "wrong-refresh-5678")
+        .env("ZOHO_ACCOUNTS_URL", sb.base_url())
+        .env("ZOHO_API_DOMAIN", sb.base_url());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(code(&out), 1, "{all}");
+    assert!(all.contains("ZOHO_CLIENT_SECRET") || all.contains("refresh token"), "{all}");
+    assert!(!all.contains("not-the-secret-1234") && !all.contains("wrong-refresh-5678"), "{all}");
+    let stats = sb.stats().await;
+    assert_eq!(calls(&stats, "/crm/"), 0, "{stats:?}");
+    sb.shutdown().await.unwrap();
+}
+
+#[test]
+fn partial_credentials_are_an_error() {
+    let w = Workdir::new();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_realign"));
+    cmd.current_dir(w.path()).arg("plan").env("ZOHO_CLIENT_ID", "x");
+    cmd.env_remove("ZOHO_CLIENT_SECRET").env_remove("ZOHO_REFRESH_TOKEN");
+    let out = cmd.output().unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("ZOHO_CLIENT_SECRET, ZOHO_REFRESH_TOKEN are not set"), "{}", stderr(&out));
+}
+
+#[test]
+fn embedded_sandbox_keeps_the_org_between_processes() {
+    let w = Workdir::new();
+    let p = realign(w.path(), None, &["plan", "--format", "summary"]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    assert!(stderr(&p).contains("embedded sandbox"), "{}", stderr(&p));
+    let before: Value = serde_json::from_str(&stdout(&p)).unwrap();
+    assert!(before["summary"]["changes"].as_u64().unwrap() > 0);
+    assert!(w.path().join(".realign/sandbox-state.json").is_file());
+    let a = realign(w.path(), None, &["apply", "--auto-approve"]);
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    let p = realign(w.path(), None, &["plan", "--format", "summary"]);
+    let after: Value = serde_json::from_str(&stdout(&p)).unwrap();
+    assert_eq!(after["summary"]["changes"], 0);
+    // The journal records every record's outcome.
+    let runs: Vec<_> = std::fs::read_dir(w.path().join(".realign/runs")).unwrap().collect();
+    assert_eq!(runs.len(), 1);
+    let journal = std::fs::read_to_string(runs[0].as_ref().unwrap().path()).unwrap();
+    let updated = journal.lines().filter(|l| l.contains("\"status\":\"updated\"")).count() as u64;
+    assert_eq!(updated, before["summary"]["changes"].as_u64().unwrap());
+    assert!(!journal.contains(realign::sandbox::CLIENT_SECRET));
+}
+
+#[test]
+fn apply_without_a_terminal_needs_auto_approve() {
+    let w = Workdir::new();
+    let out = realign(w.path(), None, &["apply"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("--auto-approve"), "{}", stderr(&out));
+    let p = realign(w.path(), None, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&p), 2, "nothing was applied: {}", stderr(&p));
+}
+
+#[test]
+fn validate_reports_machine_readable_positions() {
+    let w = Workdir::new();
+    let ok = realign(w.path(), None, &["validate"]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    w.write("territories/emea/france.yaml", "name: France\nacounts: {}\n");
+    let bad = realign(w.path(), None, &["validate", "--format", "json"]);
+    assert_eq!(code(&bad), 1);
+    let v: Value = serde_json::from_str(&stdout(&bad)).unwrap();
+    assert_eq!(v["valid"], false);
+    let e = &v["errors"][0];
+    assert!(e["file"].as_str().unwrap().ends_with("france.yaml"), "{e}");
+    assert_eq!((e["line"].as_u64(), e["column"].as_u64()), (Some(2), Some(1)), "{e}");
+    assert!(!w.path().join(".realign").exists(), "validate must not touch any org");
+}
+
+#[test]
+fn committed_schemas_match_the_code() {
+    let out = realign(std::path::Path::new(crate::util::REPO), None, &["schema", "--check"]);
+    assert_eq!(code(&out), 0, "run `realign schema` and commit: {}", stderr(&out));
+}
+
+#[test]
+fn unquoted_and_quoted_ids_plan_the_same() {
+    let w = Workdir::new();
+    let p = realign(w.path(), None, &["explain", "5725767000000415042"]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    assert!(stdout(&p).contains("Strategic Accounts"), "{}", stdout(&p));
+    assert!(stdout(&p).contains("explicit id"), "{}", stdout(&p));
+}
