@@ -209,7 +209,12 @@ async fn plan_cmd(args: PlanArgs) -> Result<Exit> {
     let session = Session::connect(&spec).await?;
     let result = async {
         let org = fetch(&session.client, &spec).await?;
-        make_plan(&spec, &org, &session.target)
+        let mut plan = make_plan(&spec, &org, &session.target)?;
+        if args.out.is_some() {
+            // A saved plan names its org, so it cannot be applied to another one.
+            plan.target.org = records::org_id(&session.client).await;
+        }
+        Ok::<_, anyhow::Error>(plan)
     }
     .await;
     session.close().await?;
@@ -255,16 +260,220 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 async fn apply_cmd(args: ApplyArgs) -> Result<Exit> {
     if args.target.is_file() {
-        bail!(
-            "applying a saved plan file (`{}`) is not built yet (issue #6): run `realign apply DIR` to plan and apply in one step",
-            args.target.display()
-        );
+        return apply_plan_file(&args).await;
     }
     let spec = load_spec(&args.target)?;
     let session = Session::connect(&spec).await?;
     let result = apply_in_session(&spec, &session, &args).await;
     session.close().await?;
     result
+}
+
+/// Reads a plan file, refusing other format versions with a message that says what to do.
+pub fn read_plan_file(path: &Path) -> Result<Plan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the plan file `{}`", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "`{}` is not a realign plan file: it is not JSON",
+            path.display()
+        )
+    })?;
+    match value.get("format_version").and_then(serde_json::Value::as_u64) {
+        None => bail!(
+            "`{}` is not a realign plan file: it has no `format_version`; write one with `realign plan --out FILE`",
+            path.display()
+        ),
+        Some(v) if v != u64::from(plan::FORMAT_VERSION) => bail!(
+            "`{}` is a plan of format version {v}; this realign ({}) reads version {}: make the plan again with this realign",
+            path.display(),
+            env!("CARGO_PKG_VERSION"),
+            plan::FORMAT_VERSION
+        ),
+        Some(_) => {}
+    }
+    serde_json::from_str(&text)
+        .with_context(|| format!("`{}` is not a valid realign plan file", path.display()))
+}
+
+/// `realign apply PLAN_FILE`: the reviewed changes and nothing else. Records whose state
+/// moved since the plan are skipped and listed (exit 3).
+async fn apply_plan_file(args: &ApplyArgs) -> Result<Exit> {
+    let plan = read_plan_file(&args.target)?;
+    let dir = PathBuf::from(&plan.spec.dir);
+    let spec = load_spec(&dir).with_context(|| {
+        format!(
+            "the plan was made from the spec in `{}`: run apply where that directory is (its realign.yaml holds the guardrails)",
+            dir.display()
+        )
+    })?;
+    if spec.digest != plan.spec.digest {
+        eprintln!(
+            "note: the spec in {} changed since the plan was made; applying the plan as it was reviewed",
+            dir.display()
+        );
+    }
+    let session = Session::connect(&spec).await?;
+    let result = apply_reviewed(&spec, &session, plan, args).await;
+    session.close().await?;
+    result
+}
+
+async fn apply_reviewed(
+    spec: &Spec,
+    session: &Session,
+    reviewed: Plan,
+    args: &ApplyArgs,
+) -> Result<Exit> {
+    let here = &session.target;
+    let there = &reviewed.target;
+    if here.sandbox != there.sandbox || (!here.sandbox && here.api_domain != there.api_domain) {
+        bail!(
+            "the plan is for `{}`{} but realign is connected to `{}`{}: refusing to apply it to another org",
+            there.api_domain,
+            if there.sandbox { " (sandbox)" } else { "" },
+            here.api_domain,
+            if here.sandbox { " (sandbox)" } else { "" }
+        );
+    }
+    if let Some(planned_org) = &there.org {
+        match records::org_id(&session.client).await {
+            Some(org) if &org != planned_org => {
+                bail!("the plan is for org `{planned_org}` but the credentials are for org `{org}`: refusing to apply it")
+            }
+            _ => {}
+        }
+    }
+    if reviewed.changes.is_empty() {
+        out(&format!("{}\n", render::summary_line(&reviewed)))?;
+        return Ok(Exit::Success);
+    }
+    if reviewed.module != spec.org.module || reviewed.field != spec.org.field {
+        bail!(
+            "the plan writes {} field `{}` but realign.yaml now says {} field `{}`: make the plan again",
+            reviewed.module,
+            reviewed.field.as_deref().unwrap_or("-"),
+            spec.org.module,
+            spec.org.field.as_deref().unwrap_or("-")
+        );
+    }
+    let ids: Vec<spec::Id> = reviewed
+        .changes
+        .iter()
+        .map(|c| c.account_id.clone())
+        .collect();
+    let now = read_back(
+        &session.client,
+        spec,
+        reviewed.summary.records as usize,
+        &ids,
+    )
+    .await
+    .context("cannot re-read the planned records")?;
+    let current: std::collections::HashMap<&spec::Id, &plan::Record> =
+        now.records.iter().map(|r| (&r.id, r)).collect();
+    let norm = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    };
+    let (mut todo, mut stale, mut done_already) = (Vec::new(), Vec::new(), 0usize);
+    for c in &reviewed.changes {
+        let Some(rec) = current.get(&c.account_id) else {
+            stale.push(format!("{}: the record is gone", c.account_id));
+            continue;
+        };
+        let value = norm(rec.territory.as_deref());
+        if value == norm(c.after.as_deref()) {
+            done_already += 1;
+            continue;
+        }
+        let moved_value = value != norm(c.before.value.as_deref());
+        let touched =
+            c.before.modified_time.is_some() && rec.modified_time != c.before.modified_time;
+        if moved_value || touched {
+            stale.push(format!(
+                "{}: planned against `{}` ({}), now `{}` ({})",
+                c.account_id,
+                c.before.value.as_deref().unwrap_or("(none)"),
+                c.before.modified_time.as_deref().unwrap_or("-"),
+                value.as_deref().unwrap_or("(none)"),
+                rec.modified_time.as_deref().unwrap_or("-")
+            ));
+            continue;
+        }
+        todo.push(c.clone());
+    }
+    for s in &stale {
+        eprintln!("stale, skipped: {s}");
+    }
+    if done_already > 0 {
+        eprintln!("{done_already} planned records already hold their planned territory");
+    }
+    if !args.allow_large_change {
+        plan::check_guardrails(&reviewed, &spec.org.guardrails).map_err(|e| anyhow!(e))?;
+    }
+    let mut plan = reviewed.clone();
+    plan.changes = todo;
+    plan.cost = plan::diff::estimate(
+        plan.summary.records as usize,
+        &plan.changes,
+        plan.cost.batch_size.max(1) as usize,
+    );
+    let mut exit = Exit::Success;
+    if !plan.changes.is_empty() {
+        crate::zoho::ratelimit::check_budget(
+            plan.cost.write_credits,
+            session.client.credits_remaining(),
+        )
+        .map_err(|e| anyhow!(e))?;
+        if !args.auto_approve && !confirm(&plan)? {
+            eprintln!("apply cancelled; nothing was changed");
+            return Ok(Exit::Error);
+        }
+        let report = run_apply(session.client.clone(), &plan, spec).await?;
+        exit = report_exit(&report, &plan);
+        if exit != Exit::Error && !report.applied.is_empty() {
+            let missing = verify(&session.client, spec, &plan, &report).await?;
+            if !missing.is_empty() && exit == Exit::Success {
+                exit = Exit::Partial;
+            }
+        }
+    }
+    if !stale.is_empty() {
+        eprintln!(
+            "{} records were stale and left untouched: run `realign plan` again to review them",
+            stale.len()
+        );
+        if exit == Exit::Success {
+            exit = Exit::Partial;
+        }
+    }
+    Ok(exit)
+}
+
+/// Reads these records by the cheaper of a full read and id lookups (100 ids a call).
+async fn read_back(
+    client: &Client,
+    spec: &Spec,
+    records_total: usize,
+    ids: &[spec::Id],
+) -> Result<OrgState> {
+    let (rule_fields, field) = read_request(spec);
+    let req = ReadRequest {
+        module: spec.org.module,
+        territory_field: field.as_deref(),
+        rule_fields: &rule_fields,
+    };
+    let full_pages = records_total.div_ceil(records::COQL_LIMIT).max(1);
+    let mut org = if full_pages <= ids.len().div_ceil(100) {
+        records::fetch_all(client, &req, |_| {}).await?
+    } else {
+        records::fetch_ids(client, &req, ids).await?
+    };
+    let wanted: std::collections::HashSet<&spec::Id> = ids.iter().collect();
+    org.records.retain(|r| wanted.contains(&r.id));
+    Ok(org)
 }
 
 async fn apply_in_session(spec: &Spec, session: &Session, args: &ApplyArgs) -> Result<Exit> {
@@ -306,20 +515,9 @@ async fn verify(
     plan: &Plan,
     report: &apply::Report,
 ) -> Result<Vec<String>> {
-    let (rule_fields, field) = read_request(spec);
-    let req = ReadRequest {
-        module: spec.org.module,
-        territory_field: field.as_deref(),
-        rule_fields: &rule_fields,
-    };
-    let full_pages = (plan.summary.records as usize).div_ceil(records::COQL_LIMIT);
-    let id_pages = report.applied.len().div_ceil(100);
-    let org = if full_pages <= id_pages {
-        records::fetch_all(client, &req, |_| {}).await
-    } else {
-        records::fetch_ids(client, &req, &report.applied).await
-    }
-    .context("cannot read the changed records back to verify them")?;
+    let org = read_back(client, spec, plan.summary.records as usize, &report.applied)
+        .await
+        .context("cannot read the changed records back to verify them")?;
     let now: std::collections::HashMap<&spec::Id, Option<&str>> = org
         .records
         .iter()

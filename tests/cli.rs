@@ -217,3 +217,58 @@ fn unquoted_and_quoted_ids_plan_the_same() {
     assert!(stdout(&p).contains("Strategic Accounts"), "{}", stdout(&p));
     assert!(stdout(&p).contains("explicit id"), "{}", stdout(&p));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_plan_applies_exactly_and_skips_records_that_moved_since() {
+    let sb = crate::util::sandbox().await;
+    let w = Workdir::new();
+    let p = realign_async(w.path(), Some(&sb), &["plan", "--out", "plan.json", "--format", "summary"]).await;
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(w.path().join("plan.json")).unwrap()).unwrap();
+    let changes = plan["changes"].as_array().unwrap();
+    assert!(changes[0]["before"]["modified_time"].is_string(), "{}", changes[0]);
+    // Someone edits one planned record in the CRM after review.
+    let moved = changes[3]["account_id"].as_str().unwrap().to_string();
+    let url = format!("{}/__sandbox/records/Accounts/{moved}", sb.base_url());
+    let r = reqwest::Client::new()
+        .patch(&url)
+        .json(&serde_json::json!({"Territory": "Japan"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+
+    let a = realign_async(w.path(), Some(&sb), &["apply", "plan.json", "--auto-approve"]).await;
+    assert_eq!(code(&a), 3, "{}", stderr(&a));
+    assert!(stderr(&a).contains(&format!("stale, skipped: {moved}")), "{}", stderr(&a));
+    let after = realign_async(w.path(), Some(&sb), &["plan", "--format", "json"]).await;
+    let after = json(&after);
+    let left: Vec<&str> = after["changes"].as_array().unwrap().iter().map(|c| c["account_id"].as_str().unwrap()).collect();
+    assert_eq!(left, vec![moved.as_str()], "only the stale record is left to change");
+    let rec: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    assert_eq!(rec["Territory"], "Japan", "the stale record was left untouched: {rec}");
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_for_another_org_or_format_is_refused() {
+    let a = crate::util::sandbox().await;
+    let b = crate::util::sandbox().await;
+    let w = Workdir::new();
+    let p = realign_async(w.path(), Some(&a), &["plan", "--out", "plan.json", "--format", "summary"]).await;
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    let out = realign_async(w.path(), Some(&b), &["apply", "plan.json", "--auto-approve"]).await;
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("refusing to apply it to another org"), "{}", stderr(&out));
+
+    let text = std::fs::read_to_string(w.path().join("plan.json")).unwrap();
+    w.write("future.json", &text.replacen("\"format_version\": 1", "\"format_version\": 99", 1));
+    let out = realign_async(w.path(), Some(&a), &["apply", "future.json", "--auto-approve"]).await;
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("format version 99"), "{}", stderr(&out));
+    for sb in [&a, &b] {
+        assert_eq!(calls(&sb.stats().await, "PUT "), 0);
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

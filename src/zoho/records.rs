@@ -190,6 +190,26 @@ fn parse_row(row: &Value, req: &ReadRequest<'_>) -> Result<Record, String> {
     })
 }
 
+/// The org's id (`GET /crm/v8/org`), which tells orgs apart when they share an API host.
+/// None when the org API is not available (no `ZohoCRM.org.READ` scope, or a server that
+/// does not serve it): the caller then relies on the API host alone.
+pub async fn org_id(client: &Client) -> Option<String> {
+    let answer = client
+        .call(CallClass::Light, Method::GET, "/crm/v8/org", &[], None)
+        .await
+        .ok()?;
+    if answer.status.as_u16() != 200 {
+        tracing::debug!(status = answer.status.as_u16(), "no org id");
+        return None;
+    }
+    let org = answer.body?.get("org")?.as_array()?.first()?.clone();
+    org.get("zgid").or_else(|| org.get("id")).and_then(|v| {
+        v.as_str()
+            .map(str::to_string)
+            .or_else(|| v.as_u64().map(|n| n.to_string()))
+    })
+}
+
 /// One record's result from a write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
