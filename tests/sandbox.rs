@@ -1,1 +1,837 @@
 //! Sandbox conformance and limit tests.
+//!
+//! Each test starts its own sandbox on 127.0.0.1:0 and talks to it with reqwest, the way
+//! any Zoho client would; response shapes are checked against Zoho's OpenAPI files where
+//! those are available beside the repository.
+
+use std::time::Duration;
+
+use realign::sandbox::{self, Edition, Faults, SandboxConfig, SandboxHandle, Seed};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const FIRST: &str = "5725767000000400001";
+
+fn account_id(i: u64) -> String {
+    (5_725_767_000_000_400_001u64 + i * 13).to_string()
+}
+
+struct Org {
+    sandbox: SandboxHandle,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Org {
+    async fn start(config: SandboxConfig) -> Org {
+        let sandbox = sandbox::start(config).await.expect("sandbox starts");
+        let http = reqwest::Client::new();
+        let mut org = Org {
+            sandbox,
+            http,
+            token: String::new(),
+        };
+        org.token = org.new_token().await;
+        org
+    }
+
+    async fn demo() -> Org {
+        Org::start(SandboxConfig::default()).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.sandbox.base_url())
+    }
+
+    async fn new_token(&self) -> String {
+        let body: Value = self
+            .http
+            .post(self.url("/oauth/v2/token"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", sandbox::CLIENT_ID),
+                ("client_secret", sandbox::CLIENT_SECRET),
+                ("refresh_token", sandbox::REFRESH_TOKEN),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {body}"))
+            .to_string()
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.header("Authorization", format!("Zoho-oauthtoken {}", self.token))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .auth(self.http.get(self.url(path)))
+            .send()
+            .await
+            .unwrap();
+        split(resp).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let resp = self
+            .auth(self.http.put(self.url(path)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        split(resp).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let resp = self
+            .auth(self.http.post(self.url(path)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        split(resp).await
+    }
+
+    async fn coql(&self, query: &str) -> (StatusCode, Value) {
+        self.post("/crm/v8/coql", json!({ "select_query": query }))
+            .await
+    }
+
+    async fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .request(method, self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        split(resp).await
+    }
+}
+
+async fn split(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    (status, body)
+}
+
+fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
+    assert_eq!(got.0.as_u16(), status, "{}", got.1);
+    assert_eq!(got.1["code"], code, "{}", got.1);
+    assert_eq!(got.1["status"], "error", "{}", got.1);
+    assert!(got.1["details"].is_object(), "{}", got.1);
+    assert!(got.1["message"].is_string(), "{}", got.1);
+}
+
+#[tokio::test]
+async fn token_grant_follows_the_reference() {
+    let org = Org::demo().await;
+    let body: Value = org
+        .http
+        .post(org.url(&format!(
+            "/oauth/v2/token?grant_type=refresh_token&client_id={}&client_secret={}&refresh_token={}",
+            sandbox::CLIENT_ID,
+            sandbox::CLIENT_SECRET,
+            sandbox::REFRESH_TOKEN
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["api_domain"], org.sandbox.base_url());
+    let wrong: Value = org
+        .http
+        .post(org.url("/oauth/v2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", sandbox::CLIENT_ID),
+            ("client_secret", "nope"),
+            ("refresh_token", sandbox::REFRESH_TOKEN),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(wrong, json!({"error": "invalid_client"}));
+    // Two tokens minted so far; eight more are allowed in the window, then Access Denied.
+    for _ in 0..8 {
+        org.new_token().await;
+    }
+    let denied = org
+        .http
+        .post(org.url("/oauth/v2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", sandbox::CLIENT_ID),
+            ("client_secret", sandbox::CLIENT_SECRET),
+            ("refresh_token", sandbox::REFRESH_TOKEN),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::OK);
+    let denied: Value = denied.json().await.unwrap();
+    assert_eq!(denied["error"], "Access Denied");
+    assert!(denied.get("access_token").is_none());
+    let stats = org.sandbox.stats().await;
+    assert_eq!(stats.by_endpoint["POST /oauth/v2/token"], 12);
+    assert_eq!(stats.credits_used, 0);
+}
+
+#[tokio::test]
+async fn missing_garbled_expired_and_revoked_tokens_are_refused() {
+    let org = Org::start(SandboxConfig {
+        token_ttl: Duration::from_millis(300),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let path = "/crm/v8/settings/territories";
+    let none = split(org.http.get(org.url(path)).send().await.unwrap()).await;
+    assert_error(&none, 401, "AUTHENTICATION_FAILURE");
+    let garbled = split(
+        org.http
+            .get(org.url(path))
+            .header("Authorization", "Bearer abc")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(&garbled, 401, "AUTHENTICATION_FAILURE");
+    assert_eq!(org.get(path).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let expired = org.get(path).await;
+    assert_error(&expired, 401, "INVALID_TOKEN");
+    assert_eq!(expired.1["message"], "invalid oauth token");
+
+    let org = Org::demo().await;
+    assert_eq!(org.get(path).await.0, StatusCode::OK);
+    org.control(reqwest::Method::POST, "/__sandbox/revoke_tokens", json!({}))
+        .await;
+    assert_error(&org.get(path).await, 401, "INVALID_TOKEN");
+}
+
+#[tokio::test]
+async fn territories_form_the_example_tree() {
+    let org = Org::demo().await;
+    let (status, body) = org.get("/crm/v8/settings/territories").await;
+    assert_eq!(status, StatusCode::OK);
+    let list = body["territories"].as_array().unwrap();
+    let find = |name: &str| {
+        list.iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no territory `{name}`"))
+            .clone()
+    };
+    let root = list.iter().find(|t| t["reporting_to"].is_null()).unwrap();
+    assert_eq!(
+        list.iter().filter(|t| t["reporting_to"].is_null()).count(),
+        1
+    );
+    assert_eq!(find("EMEA")["reporting_to"]["id"], root["id"]);
+    assert_eq!(find("DACH")["reporting_to"]["name"], "EMEA");
+    assert_eq!(find("Canada")["reporting_to"]["name"], "North America");
+    assert_eq!(find("Latin America")["reporting_to"]["id"], root["id"]);
+    find("Emerging Markets");
+    find("Strategic Accounts");
+    assert_eq!(body["info"]["count"], list.len());
+    assert_eq!(body["info"]["more_records"], false);
+    let (_, page) = org
+        .get("/crm/v8/settings/territories?per_page=5&page=2")
+        .await;
+    assert_eq!(page["territories"].as_array().unwrap().len(), 5);
+    assert_eq!(page["info"]["more_records"], true);
+    assert_error(
+        &org.get("/crm/v8/settings/territories?per_page=2001").await,
+        400,
+        "INVALID_DATA",
+    );
+}
+
+#[tokio::test]
+async fn get_records_validates_parameters_like_zoho() {
+    let org = Org::demo().await;
+    let missing = org.get("/crm/v8/Accounts").await;
+    assert_error(&missing, 400, "REQUIRED_PARAM_MISSING");
+    assert_eq!(missing.1["details"]["param_name"], "fields");
+    assert_error(
+        &org.get("/crm/v8/Widgets?fields=id").await,
+        400,
+        "INVALID_MODULE",
+    );
+    let too_many: Vec<String> = (0..51).map(|i| format!("F{i}")).collect();
+    assert_error(
+        &org.get(&format!("/crm/v8/Accounts?fields={}", too_many.join(",")))
+            .await,
+        400,
+        "LIMIT_EXCEEDED",
+    );
+    let deep = org
+        .get("/crm/v8/Accounts?fields=Account_Name&page=11&per_page=200")
+        .await;
+    assert_error(&deep, 400, "DISCRETE_PAGINATION_LIMIT_EXCEEDED");
+    assert_eq!(deep.1["details"]["limit"], 2000);
+    assert_error(
+        &org.get("/crm/v8/Accounts?fields=Account_Name&page=2&page_token=abc")
+            .await,
+        400,
+        "AMBIGUITY_DURING_PROCESSING",
+    );
+    assert_error(
+        &org.get("/crm/v8/Accounts?fields=Account_Name&per_page=201")
+            .await,
+        400,
+        "INVALID_DATA",
+    );
+    assert_error(
+        &org.get("/crm/v8/Accounts?fields=Account_Name&page_token=garbage")
+            .await,
+        400,
+        "INVALID_DATA",
+    );
+    let (status, body) = org.get("/crm/v8/Contacts?fields=Last_Name").await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+}
+
+#[tokio::test]
+async fn get_records_pages_and_tokens_reach_every_account() {
+    let org = Org::demo().await;
+    let (status, first) = org
+        .get("/crm/v8/Accounts?fields=Account_Name,Territory&sort_order=asc")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let data = first["data"].as_array().unwrap();
+    assert_eq!(data.len(), 200);
+    assert_eq!(data[0]["id"], FIRST);
+    let keys: Vec<&String> = data[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 3, "id plus the two requested fields: {keys:?}");
+    let info = &first["info"];
+    for key in [
+        "per_page",
+        "next_page_token",
+        "count",
+        "sort_by",
+        "page",
+        "previous_page_token",
+        "page_token_expiry",
+        "sort_order",
+        "more_records",
+    ] {
+        assert!(info.get(key).is_some(), "info lacks `{key}`: {info}");
+    }
+    assert_eq!(info["more_records"], true);
+    let mut seen = data.len();
+    let mut token = info["next_page_token"].as_str().unwrap().to_string();
+    loop {
+        let (status, page) = org
+            .get(&format!(
+                "/crm/v8/Accounts?fields=Account_Name,Territory&sort_order=asc&page_token={token}"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen += page["data"].as_array().unwrap().len();
+        if page["info"]["more_records"] == false {
+            assert!(page["info"]["next_page_token"].is_null());
+            break;
+        }
+        token = page["info"]["next_page_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    assert_eq!(seen, 2500);
+    let mismatch = org
+        .get(&format!(
+            "/crm/v8/Accounts?fields=Account_Name&sort_order=asc&page_token={token}"
+        ))
+        .await;
+    assert_error(&mismatch, 400, "TOKEN_BOUND_DATA_MISMATCH");
+    // The default order is descending id.
+    let (_, desc) = org
+        .get("/crm/v8/Accounts?fields=Account_Name&per_page=1")
+        .await;
+    assert_eq!(desc["data"][0]["id"], account_id(2499));
+    assert_eq!(desc["info"]["sort_order"], "desc");
+    let ids = format!("{},{}", account_id(3), account_id(5));
+    let (_, by_ids) = org
+        .get(&format!("/crm/v8/Accounts?fields=Territory&ids={ids}"))
+        .await;
+    assert_eq!(by_ids["data"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn page_tokens_expire() {
+    let org = Org::start(SandboxConfig {
+        page_token_ttl: Duration::from_secs(0),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let (_, first) = org.get("/crm/v8/Accounts?fields=Account_Name").await;
+    let token = first["info"]["next_page_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let expired = org
+        .get(&format!(
+            "/crm/v8/Accounts?fields=Account_Name&page_token={token}"
+        ))
+        .await;
+    assert_error(&expired, 400, "EXPIRED_VALUE");
+}
+
+#[tokio::test]
+async fn single_record_get_returns_every_field() {
+    let org = Org::demo().await;
+    let (status, body) = org.get(&format!("/crm/v8/Accounts/{FIRST}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let r = &body["data"][0];
+    for key in [
+        "id",
+        "Account_Name",
+        "Billing_Country",
+        "Billing_State",
+        "Billing_City",
+        "Industry",
+        "Annual_Revenue",
+        "Employees",
+        "Territory",
+        "Created_Time",
+        "Modified_Time",
+        "Owner",
+    ] {
+        assert!(r.get(key).is_some(), "record lacks `{key}`: {r}");
+    }
+    assert!(r["Annual_Revenue"].is_number());
+    assert!(r["Employees"].is_i64());
+    assert!(r["Owner"]["id"].is_string());
+    let modified = r["Modified_Time"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(modified).is_ok(),
+        "{modified}"
+    );
+    let (status, body) = org.get("/crm/v8/Accounts/5725767000000400002").await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    assert_error(&org.get("/crm/v8/Accounts/abc").await, 400, "INVALID_DATA");
+}
+
+#[tokio::test]
+async fn coql_answers_the_clients_queries() {
+    let org = Org::demo().await;
+    let mut after: Option<String> = None;
+    let mut seen = Vec::new();
+    loop {
+        let filter = match &after {
+            None => "id is not null".to_string(),
+            Some(id) => format!("id > '{id}'"),
+        };
+        let (status, body) = org
+            .coql(&format!(
+                "select id, Account_Name, Territory, Billing_Country, Billing_State, Modified_Time from Accounts where {filter} order by id asc limit 2000"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let rows = body["data"].as_array().unwrap();
+        assert_eq!(body["info"]["count"], rows.len());
+        seen.extend(rows.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+        if body["info"]["more_records"] == false {
+            break;
+        }
+        after = seen.last().cloned();
+    }
+    assert_eq!(seen.len(), 2500);
+    assert_eq!(seen[0], FIRST);
+    let stats = org.sandbox.stats().await;
+    assert_eq!(stats.credits_by_endpoint["POST /crm/v8/coql"], 6);
+
+    let (_, bare) = org
+        .coql("select id from Accounts where id > 5725767000000400001 limit 1")
+        .await;
+    assert_eq!(bare["data"][0]["id"], account_id(1));
+    let (_, offset) = org
+        .coql("select Account_Name from Accounts where id is not null limit 10, 5")
+        .await;
+    assert_eq!(offset["data"][0]["id"], account_id(10));
+    let (_, offset2) = org
+        .coql("select Account_Name from Accounts where id is not null limit 5 offset 10")
+        .await;
+    assert_eq!(offset["data"], offset2["data"]);
+    let ids = format!("('{}', '{}')", account_id(4), account_id(8));
+    let (_, listed) = org
+        .coql(&format!("select Territory from Accounts where id in {ids}"))
+        .await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    let (_, filtered) = org
+        .coql("select Billing_Country from Accounts where (Billing_Country like '%germany%' or Billing_Country = 'Deutschland') limit 2000")
+        .await;
+    assert!(filtered["data"].as_array().unwrap().len() > 50);
+    let (status, empty) = org
+        .coql("select id from Accounts where Billing_Country = 'Atlantis'")
+        .await;
+    assert_eq!((status, empty), (StatusCode::NO_CONTENT, Value::Null));
+}
+
+#[tokio::test]
+async fn coql_refuses_what_zoho_refuses() {
+    let org = Org::demo().await;
+    assert_error(
+        &org.coql("select id from Accounts").await,
+        400,
+        "SYNTAX_ERROR",
+    );
+    let big = org
+        .coql("select id from Accounts where id is not null limit 2001")
+        .await;
+    assert_error(&big, 400, "INVALID_QUERY");
+    assert_eq!(big.1["details"]["limit"], 2001);
+    assert_error(
+        &org.coql("select id from Accounts where id is not null limit 99000, 2000")
+            .await,
+        400,
+        "LIMIT_EXCEEDED",
+    );
+    let unknown = org
+        .coql("select Nope from Accounts where id is not null")
+        .await;
+    assert_error(&unknown, 400, "INVALID_QUERY");
+    assert_eq!(unknown.1["details"]["column_name"], "Nope");
+    let native = Org::start(SandboxConfig {
+        seed: Seed::Native,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let territory = native
+        .coql("select id from Accounts where Territories = 'EMEA'")
+        .await;
+    assert_error(&territory, 400, "INVALID_QUERY");
+    assert_eq!(
+        territory.1["message"],
+        "Territory fields only supported in the SELECT clause"
+    );
+    let (status, body) = native
+        .coql("select Territories from Accounts where id is not null limit 50")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let with = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["Territories"].is_array())
+        .expect("some account has territories");
+    let first = &with["Territories"][0];
+    assert!(
+        first["name"].is_string() && first["id"].is_string(),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn update_records_reports_each_record_in_order() {
+    let org = Org::demo().await;
+    let (status, body) = org
+        .put(
+            "/crm/v8/Accounts",
+            json!({"data": [
+                {"id": account_id(0), "Territory": "DACH"},
+                {"id": account_id(1), "Territory": null},
+            ], "trigger": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let item = &body["data"][0];
+    assert_eq!(item["code"], "SUCCESS");
+    assert_eq!(item["message"], "record updated");
+    assert_eq!(item["details"]["id"], account_id(0));
+    for key in ["Modified_Time", "Modified_By", "Created_Time", "Created_By"] {
+        assert!(item["details"].get(key).is_some(), "{item}");
+    }
+    let (_, r) = org
+        .get(&format!("/crm/v8/Accounts/{}", account_id(0)))
+        .await;
+    assert_eq!(r["data"][0]["Territory"], "DACH");
+    assert_eq!(
+        r["data"][0]["Modified_Time"],
+        item["details"]["Modified_Time"]
+    );
+
+    let (status, mixed) = org
+        .put(
+            "/crm/v8/Accounts",
+            json!({"data": [
+                {"id": account_id(2), "Territory": "Emerging Markets"},
+                {"id": "5725767000000400002", "Territory": "DACH"},
+                {"id": account_id(3), "Territory": "Atlantis"},
+                {"id": account_id(2), "Territory": "DACH"},
+                {"id": account_id(4), "Colour": "blue"},
+                {"Territory": "DACH"},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{mixed}");
+    let codes: Vec<&str> = mixed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "SUCCESS",
+            "INVALID_DATA",
+            "INVALID_DATA",
+            "ALREADY_USED",
+            "INVALID_DATA",
+            "MANDATORY_NOT_FOUND"
+        ]
+    );
+    let picklist = &mixed["data"][2]["details"];
+    assert_eq!(picklist["api_name"], "Territory");
+    assert_eq!(picklist["json_path"], "$.data[2].Territory");
+    assert_eq!(picklist["expected_data_type"], "picklist");
+
+    let (status, _) = org
+        .put(
+            "/crm/v8/Accounts",
+            json!({"data": [{"id": account_id(3), "Territory": "Atlantis"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let hundred_one: Vec<Value> = (0..101)
+        .map(|i| json!({"id": account_id(i), "Territory": "DACH"}))
+        .collect();
+    assert_error(
+        &org.put("/crm/v8/Accounts", json!({ "data": hundred_one }))
+            .await,
+        400,
+        "LIMIT_EXCEEDED",
+    );
+    assert_error(
+        &org.put("/crm/v8/Accounts", json!({"data": []})).await,
+        400,
+        "MANDATORY_NOT_FOUND",
+    );
+    assert_error(
+        &org.put("/crm/v8/Accounts", json!({})).await,
+        400,
+        "MANDATORY_NOT_FOUND",
+    );
+    let (status, single) = org
+        .put(
+            &format!("/crm/v8/Accounts/{}", account_id(9)),
+            json!({"data": [{"Territory": "Japan"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{single}");
+    let stats = org.sandbox.stats().await;
+    assert_eq!(stats.by_endpoint["PUT /crm/v8/Accounts/{id}"], 1);
+    assert!(stats.by_endpoint["PUT /crm/v8/Accounts"] >= 5);
+}
+
+#[tokio::test]
+async fn if_unmodified_since_catches_a_change_made_in_the_ui() {
+    let org = Org::demo().await;
+    let id = account_id(11);
+    let (_, before) = org.get(&format!("/crm/v8/Accounts/{id}")).await;
+    let read_at = before["data"][0]["Modified_Time"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, edited) = org
+        .control(
+            reqwest::Method::PATCH,
+            &format!("/__sandbox/records/Accounts/{id}"),
+            json!({"Billing_Country": "France"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_ne!(edited["Modified_Time"], read_at);
+    let resp = org
+        .auth(org.http.put(org.url("/crm/v8/Accounts")))
+        .header("If-Unmodified-Since", &read_at)
+        .json(&json!({"data": [{"id": id, "Territory": "France"}]}))
+        .send()
+        .await
+        .unwrap();
+    let got = split(resp).await;
+    assert_eq!(got.0, StatusCode::PRECONDITION_FAILED, "{}", got.1);
+    assert_eq!(got.1["data"][0]["code"], "ALREADY_MODIFIED");
+    let stats = org.sandbox.stats().await;
+    assert!(!stats.by_endpoint.keys().any(|k| k.contains("__sandbox")));
+}
+
+#[tokio::test]
+async fn standard_edition_concurrency_draws_429() {
+    let org = Org::start(SandboxConfig {
+        edition: Edition::Standard,
+        faults: Faults {
+            latency_ms: 150,
+            ..Faults::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let calls = (0..30).map(|_| org.get("/crm/v8/Accounts?fields=Account_Name&per_page=1"));
+    let results = futures_util::future::join_all(calls).await;
+    let throttled: Vec<_> = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert!(
+        !throttled.is_empty(),
+        "30 concurrent calls on a 10-call gate"
+    );
+    assert_error(throttled[0], 429, "TOO_MANY_REQUESTS");
+    let stats = org.sandbox.stats().await;
+    assert!(stats.max_in_flight <= 10, "{}", stats.max_in_flight);
+    assert_eq!(stats.throttled as usize, throttled.len());
+    assert_eq!(stats.by_status["429"] as usize, throttled.len());
+}
+
+#[tokio::test]
+async fn credits_run_out_and_say_so() {
+    let org = Org::start(SandboxConfig {
+        daily_credits: Some(20),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let first = org
+        .auth(org.http.get(org.url("/crm/v8/settings/territories")))
+        .send()
+        .await
+        .unwrap();
+    assert!(first.headers().get("X-API-CREDITS-REMAINING").is_none());
+    for _ in 0..9 {
+        org.get("/crm/v8/settings/territories").await;
+    }
+    let half = org
+        .auth(org.http.get(org.url("/crm/v8/settings/territories")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(half.headers()["X-API-CREDITS-REMAINING"], "9");
+    let ninety: Vec<Value> = (0..90)
+        .map(|i| json!({"id": account_id(i), "Territory": "DACH"}))
+        .collect();
+    let (status, _) = org
+        .put("/crm/v8/Accounts", json!({ "data": ninety.clone() }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let refused = org.put("/crm/v8/Accounts", json!({ "data": ninety })).await;
+    assert_error(&refused, 429, "TOO_MANY_REQUESTS");
+    let stats = org.sandbox.stats().await;
+    assert_eq!(stats.credits_used, 20, "{stats:?}");
+    assert_eq!(stats.credits_by_endpoint["PUT /crm/v8/Accounts"], 9);
+}
+
+#[tokio::test]
+async fn reset_restores_the_seed_and_zeroes_stats() {
+    let org = Org::demo().await;
+    org.put(
+        "/crm/v8/Accounts",
+        json!({"data": [{"id": FIRST, "Territory": "Japan"}]}),
+    )
+    .await;
+    let (status, _) = org
+        .control(reqwest::Method::POST, "/__sandbox/reset", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(org.sandbox.stats().await.requests, 0);
+    let (_, r) = org.get(&format!("/crm/v8/Accounts/{FIRST}")).await;
+    assert_ne!(r["data"][0]["Territory"], "Japan");
+    let (status, _) = org
+        .control(
+            reqwest::Method::POST,
+            "/__sandbox/faults",
+            json!({"latency": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, stats) = org
+        .control(reqwest::Method::GET, "/__sandbox/stats", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for key in [
+        "requests",
+        "by_endpoint",
+        "throttled",
+        "credits_used",
+        "max_in_flight",
+    ] {
+        assert!(stats.get(key).is_some(), "{stats}");
+    }
+}
+
+#[tokio::test]
+async fn state_file_carries_the_org_from_one_run_to_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sandbox-state.json");
+    let config = || SandboxConfig {
+        state_file: Some(path.clone()),
+        ..SandboxConfig::default()
+    };
+    let org = Org::start(config()).await;
+    assert!(path.exists(), "seeded and written at start");
+    let (status, _) = org
+        .put(
+            "/crm/v8/Accounts",
+            json!({"data": [{"id": FIRST, "Territory": "India"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    org.sandbox.shutdown().await.unwrap();
+
+    let org = Org::start(config()).await;
+    let (_, r) = org.get(&format!("/crm/v8/Accounts/{FIRST}")).await;
+    assert_eq!(r["data"][0]["Territory"], "India");
+    org.sandbox.shutdown().await.unwrap();
+
+    std::fs::write(&path, "{not json").unwrap();
+    let err = sandbox::start(config())
+        .await
+        .err()
+        .expect("corrupt file refused");
+    let text = err.to_string();
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains("delete"),
+        "{text}"
+    );
+}
+
+#[test]
+fn env_lines_point_a_client_at_the_sandbox() {
+    let lines = sandbox::env_lines("http://127.0.0.1:4321");
+    assert_eq!(
+        lines,
+        "export ZOHO_CLIENT_ID=realign-sandbox\n\
+         export ZOHO_CLIENT_SECRET=realign-sandbox-secret\n\
+         export ZOHO_REFRESH_TOKEN=realign-sandbox-refresh\n\
+         export ZOHO_ACCOUNTS_URL=http://127.0.0.1:4321\n\
+         export ZOHO_API_DOMAIN=http://127.0.0.1:4321\n"
+    );
+    assert_eq!("large".parse::<Seed>().unwrap().to_string(), "large");
+    assert!("huge".parse::<Seed>().unwrap_err().contains("`huge`"));
+}
