@@ -835,3 +835,424 @@ fn env_lines_point_a_client_at_the_sandbox() {
     assert_eq!("large".parse::<Seed>().unwrap().to_string(), "large");
     assert!("huge".parse::<Seed>().unwrap_err().contains("`huge`"));
 }
+
+async fn native() -> Org {
+    Org::start(SandboxConfig {
+        seed: Seed::Native,
+        ..SandboxConfig::default()
+    })
+    .await
+}
+
+/// The first native-seed account whose memberships satisfy `want`.
+async fn find_account(org: &Org, want: impl Fn(&[Value]) -> bool) -> (String, Vec<Value>) {
+    let (_, page) = org
+        .get("/crm/v8/Accounts?fields=Territories&sort_order=asc")
+        .await;
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let list = r["Territories"].as_array().cloned().unwrap_or_default();
+            (r["id"].as_str().unwrap().to_string(), list)
+        })
+        .find(|(_, list)| want(list))
+        .expect("a matching account in the first 200")
+}
+
+fn territory_id_of(org_territories: &Value, name: &str) -> String {
+    org_territories["territories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn native_seed_assigns_and_removes_territories_like_zoho() {
+    let org = native().await;
+    let (_, territories) = org.get("/crm/v8/settings/territories").await;
+    let dach = territory_id_of(&territories, "DACH");
+    let japan = territory_id_of(&territories, "Japan");
+
+    let (id, _) = find_account(&org, |l| l.is_empty()).await;
+    let assign = |id: &str, ts: &[&str]| {
+        let ts: Vec<Value> = ts.iter().map(|t| json!({ "id": t })).collect();
+        json!({"data": [{"id": id, "Territories": ts}]})
+    };
+    let path = "/crm/v8/Accounts/actions/assign_territories";
+    let (status, body) = org.post(path, assign(&id, &[&dach])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"][0]["code"], "SUCCESS");
+    assert_eq!(body["data"][0]["details"]["id"], id.as_str());
+    let (_, record) = org.get(&format!("/crm/v8/Accounts/{id}")).await;
+    let member = &record["data"][0]["Territories"][0];
+    assert_eq!(member["Name"], "DACH");
+    assert_eq!(member["$assigned"], "manually");
+    assert!(member["$assigned_by"]["id"].is_string());
+    assert!(member["$assigned_time"].is_string());
+
+    let (status, again) = org.post(path, assign(&id, &[&dach])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(again["data"][0]["code"], "DUPLICATE_DATA");
+    let (_, twice) = org.post(path, assign(&id, &[&japan, &japan])).await;
+    assert_eq!(twice["data"][0]["code"], "ALREADY_USED");
+    let (_, bogus) = org.post(path, assign(&id, &["123"])).await;
+    assert_eq!(bogus["data"][0]["code"], "INVALID_DATA");
+    assert_eq!(
+        bogus["data"][0]["details"]["json_path"],
+        "$.data[0].Territories[0].id"
+    );
+
+    let remove = "/crm/v8/Accounts/actions/remove_territories";
+    let (status, removed) = org.post(remove, assign(&id, &[&dach])).await;
+    assert_eq!(status, StatusCode::OK, "{removed}");
+    assert_eq!(
+        removed["data"][0]["message"],
+        "the territories data removed successfully"
+    );
+    let (_, gone) = org.post(remove, assign(&id, &[&dach])).await;
+    assert_eq!(gone["data"][0]["code"], "INVALID_DATA");
+
+    let (auto_id, auto_list) = find_account(&org, |l| {
+        l.iter().any(|m| m["$assigned"] == "automatically")
+    })
+    .await;
+    let auto_territory = auto_list
+        .iter()
+        .find(|m| m["$assigned"] == "automatically")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, system) = org.post(remove, assign(&auto_id, &[&auto_territory])).await;
+    assert_eq!(system["data"][0]["code"], "NOT_ALLOWED");
+
+    let all: Vec<String> = territories["territories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    let eleven: Vec<&str> = all.iter().take(11).map(String::as_str).collect();
+    let (_, capped) = org.post(path, assign(&id, &eleven)).await;
+    assert_eq!(capped["data"][0]["code"], "LIMIT_EXCEEDED");
+    assert_eq!(capped["data"][0]["details"]["limit"], 10);
+
+    let records: Vec<Value> = (0..11)
+        .map(|i| json!({"id": account_id(i), "Territories": [{"id": dach}]}))
+        .collect();
+    assert_error(
+        &org.post(path, json!({ "data": records })).await,
+        400,
+        "LIMIT_EXCEEDED",
+    );
+    let (status, single) = org
+        .post(
+            &format!("/crm/v8/Accounts/{id}/actions/assign_territories"),
+            json!({"data": [{"Territories": [{"id": japan}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{single}");
+    let stats = org.sandbox.stats().await;
+    assert!(stats.by_endpoint["POST /crm/v8/Accounts/actions/assign_territories"] >= 5);
+    assert_eq!(
+        stats.by_endpoint["POST /crm/v8/Accounts/{id}/actions/assign_territories"],
+        1
+    );
+
+    let demo = Org::demo().await;
+    assert_error(
+        &demo.post(path, assign(FIRST, &[&dach])).await,
+        403,
+        "TERRITORY_NOT_ENABLED",
+    );
+}
+
+#[tokio::test]
+async fn scheduled_territory_jobs_finish_later() {
+    let org = native().await;
+    let (status, _) = org
+        .control(
+            reqwest::Method::POST,
+            "/__sandbox/config",
+            json!({"schedule_territory_jobs": true, "job_delay_ms": 300}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, territories) = org.get("/crm/v8/settings/territories").await;
+    let india = territory_id_of(&territories, "India");
+    let (id, _) = find_account(&org, |l| l.is_empty()).await;
+    let body = json!({"data": [{"id": id, "Territories": [{"id": india}]}]});
+    let path = "/crm/v8/Accounts/actions/assign_territories";
+    let (status, queued) = org.post(path, body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["data"][0]["code"], "SCHEDULED");
+    assert!(queued["data"][0]["details"]["job_id"].is_string());
+    let (_, pending) = org.post(path, body).await;
+    assert_eq!(pending["data"][0]["code"], "ALREADY_SCHEDULED");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, record) = org.get(&format!("/crm/v8/Accounts/{id}")).await;
+    assert_eq!(record["data"][0]["Territories"][0]["Name"], "India");
+}
+
+#[tokio::test]
+async fn records_of_a_territory_include_children_on_request() {
+    let org = native().await;
+    let (_, territories) = org.get("/crm/v8/settings/territories").await;
+    let emea = territory_id_of(&territories, "EMEA");
+    let dach = territory_id_of(&territories, "DACH");
+    let (status, direct) = org
+        .get(&format!(
+            "/crm/v8/Accounts?fields=Territories&territory_id={dach}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for r in direct["data"].as_array().unwrap() {
+        let list = r["Territories"].as_array().unwrap();
+        assert!(list.iter().any(|m| m["id"] == dach.as_str()), "{r}");
+    }
+    let count = |v: &Value| v["data"].as_array().map_or(0, Vec::len);
+    let (_, only) = org
+        .get(&format!(
+            "/crm/v8/Accounts?fields=Territories&territory_id={emea}"
+        ))
+        .await;
+    let (_, tree) = org
+        .get(&format!(
+            "/crm/v8/Accounts?fields=Territories&territory_id={emea}&include_child=true"
+        ))
+        .await;
+    assert!(
+        count(&tree) > count(&only),
+        "{} vs {}",
+        count(&tree),
+        count(&only)
+    );
+}
+
+#[tokio::test]
+async fn faults_are_seeded_and_deterministic() {
+    let faults = Faults {
+        seed: 42,
+        error_rate: 0.3,
+        throttle_rate: 0.2,
+        ..Faults::default()
+    };
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let org = Org::start(SandboxConfig {
+            faults: faults.clone(),
+            ..SandboxConfig::default()
+        })
+        .await;
+        let mut statuses = Vec::new();
+        for _ in 0..40 {
+            statuses.push(org.get("/crm/v8/settings/territories").await.0.as_u16());
+        }
+        runs.push(statuses);
+    }
+    assert_eq!(runs[0], runs[1]);
+    let errors = runs[0].iter().filter(|s| **s >= 500).count();
+    let throttled = runs[0].iter().filter(|s| **s == 429).count();
+    assert!(errors > 3 && throttled > 2, "{:?}", runs[0]);
+    assert!(runs[0].contains(&200));
+}
+
+#[tokio::test]
+async fn server_errors_resets_and_stalls_break_the_call_not_the_sandbox() {
+    let org = Org::demo().await;
+    let set = |faults: Value| org.control(reqwest::Method::POST, "/__sandbox/faults", faults);
+    set(json!({"error_rate": 1.0})).await;
+    let (status, body) = org.get("/crm/v8/settings/territories").await;
+    assert!(status.is_server_error(), "{status}");
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        assert_eq!(body["code"], "INTERNAL_ERROR");
+    }
+
+    set(json!({"reset_rate": 1.0})).await;
+    let resp = org
+        .auth(org.http.get(org.url("/crm/v8/settings/territories")))
+        .send()
+        .await;
+    let broken = match resp {
+        Err(_) => true,
+        Ok(r) => r.bytes().await.is_err(),
+    };
+    assert!(broken, "the body should break off");
+
+    set(json!({"stall_rate": 1.0, "stall_ms": 5000})).await;
+    let slow = org
+        .auth(org.http.get(org.url("/crm/v8/settings/territories")))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(slow.unwrap_err().is_timeout());
+
+    set(json!({})).await;
+    assert_eq!(
+        org.get("/crm/v8/settings/territories").await.0,
+        StatusCode::OK
+    );
+    let stats = org.sandbox.stats().await;
+    assert_eq!(stats.by_status["reset"], 1);
+    org.sandbox.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn neighbours_take_slots_and_credits() {
+    let org = Org::start(SandboxConfig {
+        faults: Faults {
+            neighbour_concurrency: 20,
+            ..Faults::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    assert_error(
+        &org.get("/crm/v8/settings/territories").await,
+        429,
+        "TOO_MANY_REQUESTS",
+    );
+
+    let org = Org::start(SandboxConfig {
+        daily_credits: Some(1000),
+        faults: Faults {
+            neighbour_credits_per_min: 6_000_000,
+            ..Faults::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_error(
+        &org.get("/crm/v8/settings/territories").await,
+        429,
+        "TOO_MANY_REQUESTS",
+    );
+    assert_eq!(org.sandbox.stats().await.credits_used, 0);
+}
+
+#[tokio::test]
+async fn latency_delays_every_api_answer() {
+    let org = Org::start(SandboxConfig {
+        faults: Faults {
+            latency_ms: 200,
+            jitter_ms: 50,
+            ..Faults::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        org.get("/crm/v8/settings/territories").await.0,
+        StatusCode::OK
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+#[tokio::test]
+async fn faults_file_is_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("faults.json");
+    std::fs::write(
+        &good,
+        r#"{"seed": 3, "latency_ms": 20, "error_rate": 0.05}"#,
+    )
+    .unwrap();
+    let faults = Faults::from_file(&good).unwrap();
+    assert_eq!((faults.seed, faults.latency_ms), (3, 20));
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"error_rat": 0.05}"#).unwrap();
+    let err = Faults::from_file(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("bad.json") && err.contains("error_rat"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn legacy_headers_add_ratelimit_and_retry_after() {
+    let org = Org::start(SandboxConfig {
+        headers: sandbox::HeaderProfile::Legacy,
+        faults: Faults {
+            throttle_rate: 1.0,
+            ..Faults::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let mut forms = Vec::new();
+    for _ in 0..2 {
+        let resp = org
+            .auth(org.http.get(org.url("/crm/v8/settings/territories")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        let h = resp.headers();
+        for name in [
+            "X-RATELIMIT-LIMIT",
+            "X-RATELIMIT-REMAINING",
+            "X-RATELIMIT-RESET",
+        ] {
+            assert!(h.get(name).is_some(), "no `{name}`");
+        }
+        forms.push(h["Retry-After"].to_str().unwrap().to_string());
+    }
+    assert!(forms[0].parse::<u64>().is_ok(), "{forms:?}");
+    assert!(httpdate::parse_http_date(&forms[1]).is_ok(), "{forms:?}");
+
+    let standard = Org::start(SandboxConfig {
+        faults: Faults {
+            throttle_rate: 1.0,
+            ..Faults::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let resp = standard
+        .auth(
+            standard
+                .http
+                .get(standard.url("/crm/v8/settings/territories")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("Retry-After").is_none());
+    assert!(resp.headers().get("X-RATELIMIT-LIMIT").is_none());
+}
+
+#[tokio::test]
+async fn large_seed_serves_a_million_accounts_on_demand() {
+    let org = Org::start(SandboxConfig {
+        seed: Seed::Large {
+            accounts: 1_000_000,
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let last = account_id(999_999);
+    let (_, newest) = org
+        .get("/crm/v8/Accounts?fields=Account_Name&per_page=1")
+        .await;
+    assert_eq!(newest["data"][0]["id"], last.as_str());
+    let (status, tail) = org
+        .coql(&format!(
+            "select id, Territory from Accounts where id > '{}' order by id asc limit 2000",
+            account_id(998_999)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tail["data"].as_array().unwrap().len(), 1000);
+    assert_eq!(tail["info"]["more_records"], false);
+    let (status, _) = org.get(&format!("/crm/v8/Accounts/{last}")).await;
+    assert_eq!(status, StatusCode::OK);
+}
