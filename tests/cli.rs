@@ -272,3 +272,52 @@ async fn a_plan_for_another_org_or_format_is_refused() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// A real process, killed with SIGKILL while batches are in flight: the journal shows
+/// what was sent, and a re-run converges with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_killed_mid_run_converges_on_the_rerun() {
+    use realign::sandbox::{Faults, SandboxConfig};
+    let sb = crate::util::sandbox_with(SandboxConfig {
+        faults: Faults { latency_ms: 150, ..Faults::default() },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let w = Workdir::new();
+    let org = std::fs::read_to_string(w.spec().join("realign.yaml")).unwrap();
+    w.write("territories/realign.yaml", &format!("{org}pacing:\n  batch_size: 10\n  concurrency: 2\n"));
+    let mut child = crate::util::command(w.path(), Some(&sb.base_url()), &["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = w.path().join(".realign/runs");
+    let batches_sent = || -> usize {
+        std::fs::read_dir(&runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .map(|t| t.lines().filter(|l| l.contains("\"event\":\"batch\"")).count())
+            .sum()
+    };
+    let started = std::time::Instant::now();
+    while batches_sent() < 6 && started.elapsed() < std::time::Duration::from_secs(60) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let written = calls(&sb.stats().await, "PUT /crm/v8/Accounts");
+    assert!(batches_sent() >= 6, "the run was killed before it sent anything");
+    assert!(written < 45, "the kill came too late to test anything: {written} batches written");
+    let journal = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    assert!(!std::fs::read_to_string(journal).unwrap().contains("\"event\":\"end\""));
+
+    let plan = json(&realign_async(w.path(), Some(&sb), &["plan", "--format", "json"]).await);
+    assert!(plan["summary"]["changes"].as_u64().unwrap() > 0, "some changes are left after the kill");
+    let rerun = realign_async(w.path(), Some(&sb), &["apply", "--auto-approve"]).await;
+    assert_eq!(code(&rerun), 0, "{}", stderr(&rerun));
+    let plan = json(&realign_async(w.path(), Some(&sb), &["plan", "--format", "json"]).await);
+    assert_eq!(plan["summary"]["changes"], 0);
+    sb.shutdown().await.unwrap();
+}

@@ -65,6 +65,11 @@ pub fn realign(cwd: &Path, sb: Option<&SandboxHandle>, args: &[&str]) -> Output 
 }
 
 pub fn realign_at(cwd: &Path, url: Option<&str>, args: &[&str]) -> Output {
+    command(cwd, url, args).output().expect("realign runs")
+}
+
+/// The real binary as a [`Command`], environment set as for [`realign_at`].
+pub fn command(cwd: &Path, url: Option<&str>, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_realign"));
     cmd.current_dir(cwd).args(args);
     for k in [
@@ -86,7 +91,7 @@ pub fn realign_at(cwd: &Path, url: Option<&str>, args: &[&str]) -> Output {
             .env("ZOHO_ACCOUNTS_URL", url)
             .env("ZOHO_API_DOMAIN", url);
     }
-    cmd.output().expect("realign runs")
+    cmd
 }
 
 /// [`realign`] off the async runtime, so an in-process sandbox keeps serving.
