@@ -3,5 +3,6 @@
 mod util;
 
 mod cli;
+mod client;
 mod examples;
 mod sandbox;

@@ -30,6 +30,8 @@ pub struct ClientStats {
     pub server_errors: AtomicU64,
     /// Last `X-API-CREDITS-REMAINING` seen, or u64::MAX when none was.
     pub credits_remaining: AtomicU64,
+    /// Every backoff delay chosen, in order (what was asked for, before any test scaling).
+    pub delays: std::sync::Mutex<Vec<Duration>>,
 }
 
 impl ClientStats {
@@ -56,6 +58,8 @@ pub struct Client {
     retry_budget: AtomicU64,
     /// No call is sent before this instant (set by nearly-exhausted rate-limit windows).
     hold_until: std::sync::Mutex<Option<Instant>>,
+    /// Multiplies every wait; tests set 0 to run retries instantly yet see the delays.
+    time_scale: f64,
     pub stats: Arc<ClientStats>,
 }
 
@@ -84,6 +88,7 @@ impl Client {
             deadline: None,
             retry_budget: AtomicU64::new(DEFAULT_RETRY_BUDGET),
             hold_until: std::sync::Mutex::new(None),
+            time_scale: 1.0,
             stats: Arc::new(stats),
         })
     }
@@ -95,6 +100,13 @@ impl Client {
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The test switch: waits are recorded in [`ClientStats::delays`] and slept for
+    /// `scale` times as long (0 for no waiting at all).
+    pub fn with_time_scale(mut self, scale: f64) -> Self {
+        self.time_scale = scale.max(0.0);
         self
     }
 
@@ -117,8 +129,15 @@ impl Client {
     async fn wait_for_window(&self) {
         let until = *self.hold_until.lock().expect("hold lock");
         if let Some(t) = until {
-            if t > Instant::now() {
-                tokio::time::sleep_until(t).await;
+            let now = Instant::now();
+            if t > now {
+                let wait = t - now;
+                self.stats.delays.lock().expect("delays lock").push(wait);
+                tokio::time::sleep(wait.mul_f64(self.time_scale)).await;
+                let mut hold = self.hold_until.lock().expect("hold lock");
+                if *hold == Some(t) {
+                    *hold = None;
+                }
             }
         }
     }
@@ -138,7 +157,10 @@ impl Client {
             let until = Instant::now() + wait;
             let mut hold = self.hold_until.lock().expect("hold lock");
             if hold.is_none_or(|t| t < until) {
-                tracing::info!(seconds = wait.as_secs(), "rate-limit window nearly used up: pausing until it resets");
+                tracing::info!(
+                    seconds = wait.as_secs(),
+                    "rate-limit window nearly used up: pausing until it resets"
+                );
                 *hold = Some(until);
             }
         }
@@ -345,8 +367,9 @@ impl Client {
             }
         }
         self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        self.stats.delays.lock().expect("delays lock").push(delay);
         tracing::debug!(%what, attempt, ?delay, %last, "retrying");
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(delay.mul_f64(self.time_scale)).await;
         Ok(())
     }
 }
