@@ -1256,3 +1256,194 @@ async fn large_seed_serves_a_million_accounts_on_demand() {
     let (status, _) = org.get(&format!("/crm/v8/Accounts/{last}")).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+fn zip_csv(name: &str, csv: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file(name, zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(csv.as_bytes()).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+fn unzip_csv(bytes: &[u8]) -> Vec<Vec<String>> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut text = String::new();
+    archive
+        .by_index(0)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+async fn poll(org: &Org, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..50 {
+        let (status, body) = org.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if done(&body) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job at `{path}` never finished");
+}
+
+#[tokio::test]
+async fn bulk_write_updates_records_from_a_zipped_csv() {
+    let org = Org::demo().await;
+    let csv = format!(
+        "id,Territory\n{},DACH\n{},Atlantis\n5725767000000400002,DACH\n",
+        account_id(20),
+        account_id(21)
+    );
+    let form = || {
+        reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(zip_csv("accounts.csv", &csv))
+                .file_name("accounts.zip"),
+        )
+    };
+    let refused = org
+        .auth(org.http.post(org.url("/crm/v8/upload")))
+        .multipart(form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let (_, orgs) = org.get("/crm/v8/org").await;
+    let zgid = orgs["org"][0]["zgid"].as_str().unwrap().to_string();
+    let uploaded = split(
+        org.auth(org.http.post(org.url("/crm/v8/upload")))
+            .header("feature", "bulk-write")
+            .header("X-CRM-ORG", &zgid)
+            .multipart(form())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(uploaded.0, StatusCode::OK, "{}", uploaded.1);
+    assert_eq!(uploaded.1["code"], "FILE_UPLOAD_SUCCESS");
+    let file_id = uploaded.1["details"]["file_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, created) = org
+        .post(
+            "/crm/bulk/v8/write",
+            json!({"operation": "update", "ignore_empty": true, "resource": [{
+                "type": "data", "module": {"api_name": "Accounts"}, "file_id": file_id,
+                "find_by": "id",
+                "field_mappings": [{"api_name": "id", "index": 0}, {"api_name": "Territory", "index": 1}],
+            }]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let job = created["details"]["id"].as_str().unwrap().to_string();
+    let done = poll(&org, &format!("/crm/bulk/v8/write/{job}"), |b| {
+        b["status"] == "COMPLETED"
+    })
+    .await;
+    let file = &done["resource"][0]["file"];
+    assert_eq!(
+        (file["updated_count"].clone(), file["skipped_count"].clone()),
+        (json!(1), json!(2))
+    );
+    let url = done["result"]["download_url"].as_str().unwrap();
+    let zip = org
+        .auth(org.http.get(url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let rows = unzip_csv(&zip);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0][2], "updated");
+    assert_eq!(rows[1][2], "skipped");
+    assert_eq!(rows[1][4], "INVALID_DATA-Territory");
+    assert_eq!(rows[2][4], "RESOURCE_NOT_FOUND-id");
+    let (_, r) = org
+        .get(&format!("/crm/v8/Accounts/{}", account_id(20)))
+        .await;
+    assert_eq!(r["data"][0]["Territory"], "DACH");
+    let stats = org.sandbox.stats().await;
+    assert_eq!(stats.credits_by_endpoint["POST /crm/bulk/v8/write"], 500);
+    assert_error(
+        &org.post("/crm/bulk/v8/write", json!({"resource": []}))
+            .await,
+        400,
+        "MANDATORY_NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn bulk_read_exports_matching_records_and_limits_downloads() {
+    let org = Org::demo().await;
+    let (status, created) = org
+        .post(
+            "/crm/bulk/v8/read",
+            json!({"query": {
+                "module": {"api_name": "Accounts"},
+                "fields": ["Account_Name", "Billing_Country", "Territory"],
+                "criteria": {"field": {"api_name": "Billing_Country"}, "comparator": "equal", "value": "France"},
+                "page": 1,
+            }}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["data"][0]["code"], "ADDED_SUCCESSFULLY");
+    let job = created["data"][0]["details"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = poll(&org, &format!("/crm/bulk/v8/read/{job}"), |b| {
+        b["data"][0]["state"] == "COMPLETED"
+    })
+    .await;
+    let result = &done["data"][0]["result"];
+    assert_eq!(result["per_page"], 200_000);
+    assert_eq!(result["more_records"], false);
+    let url = org.url(result["download_url"].as_str().unwrap());
+    let zip = org
+        .auth(org.http.get(&url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let rows = unzip_csv(&zip);
+    assert_eq!(rows.len() as u64, result["count"].as_u64().unwrap());
+    assert!(rows.len() > 20);
+    assert!(
+        rows.iter().all(|r| r[2].eq_ignore_ascii_case("france")),
+        "{rows:?}"
+    );
+    for _ in 0..9 {
+        org.auth(org.http.get(&url)).send().await.unwrap();
+    }
+    let eleventh = org.auth(org.http.get(&url)).send().await.unwrap();
+    assert_eq!(eleventh.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_error(
+        &org.get("/crm/bulk/v8/read/123").await,
+        404,
+        "RESOURCE_NOT_FOUND",
+    );
+
+    let native = native().await;
+    let (status, refused) = native
+        .post(
+            "/crm/bulk/v8/read",
+            json!({"query": {"module": {"api_name": "Accounts"}, "fields": ["Territories"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused["code"], "FIELD_NOT_SUPPORTED");
+}

@@ -78,15 +78,14 @@ pub struct App {
 
 /// One answer before headers are added.
 pub(crate) struct Answer {
-    status: StatusCode,
-    body: Payload,
-    retry_after: Option<Duration>,
+    pub(crate) status: StatusCode,
+    pub(crate) body: Payload,
+    pub(crate) retry_after: Option<Duration>,
 }
 
-enum Payload {
+pub(crate) enum Payload {
     Json(Value),
     Empty,
-    #[allow(dead_code)]
     File {
         content_type: &'static str,
         name: String,
@@ -96,7 +95,7 @@ enum Payload {
 }
 
 impl Answer {
-    fn json(status: StatusCode, body: Value) -> Answer {
+    pub(crate) fn json(status: StatusCode, body: Value) -> Answer {
         Answer {
             status,
             body: Payload::Json(body),
@@ -104,11 +103,11 @@ impl Answer {
         }
     }
 
-    fn ok(body: Value) -> Answer {
+    pub(crate) fn ok(body: Value) -> Answer {
         Answer::json(StatusCode::OK, body)
     }
 
-    fn empty(status: StatusCode) -> Answer {
+    pub(crate) fn empty(status: StatusCode) -> Answer {
         Answer {
             status,
             body: Payload::Empty,
@@ -116,11 +115,11 @@ impl Answer {
         }
     }
 
-    fn error(status: StatusCode, code: &str, message: &str, details: Value) -> Answer {
+    pub(crate) fn error(status: StatusCode, code: &str, message: &str, details: Value) -> Answer {
         Answer::json(status, zoho_error(code, message, details))
     }
 
-    fn bad(code: &str, message: &str, details: Value) -> Answer {
+    pub(crate) fn bad(code: &str, message: &str, details: Value) -> Answer {
         Answer::error(StatusCode::BAD_REQUEST, code, message, details)
     }
 
@@ -448,17 +447,7 @@ impl App {
     ) -> (Answer, bool) {
         match route {
             Route::Token => return (self.token(query, body), false),
-            Route::Unknown => {
-                return (
-                    Answer::error(
-                        StatusCode::NOT_FOUND,
-                        "INVALID_URL_PATTERN",
-                        "Please check if the URL trying to access is a correct one",
-                        json!({}),
-                    ),
-                    false,
-                )
-            }
+            Route::Unknown => return (Answer::not_found(), false),
             Route::WrongMethod => {
                 return (
                     Answer::bad(

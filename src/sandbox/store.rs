@@ -355,7 +355,7 @@ impl Store {
         fields(module, self.seed.layout)
     }
 
-    fn field(&self, module: &str, name: &str) -> Option<Field> {
+    pub fn field(&self, module: &str, name: &str) -> Option<Field> {
         self.fields(module).into_iter().find(|f| f.api_name == name)
     }
 
@@ -604,6 +604,52 @@ impl Store {
             })
             .collect();
         Ok((rows, more))
+    }
+
+    /// How `module`'s columns compare in conditions (lookup sub-keys compare as text).
+    pub fn comparer(&self, module: &str) -> impl Fn(&str) -> Compare {
+        let fields = self.fields(module);
+        move |column: &str| {
+            let head = column.split('.').next().unwrap_or(column);
+            let kind = fields
+                .iter()
+                .find(|f| f.api_name == head)
+                .map_or(TEXT, |f| f.kind);
+            if column.contains('.') && !column.ends_with(".id") {
+                Compare::Text
+            } else {
+                compare_kind(kind)
+            }
+        }
+    }
+
+    /// Whole records in id order that satisfy `filter`, from `offset`, at most `limit`;
+    /// and whether more follow.
+    pub fn scan(
+        &self,
+        module: &str,
+        filter: Option<&coql::Cond>,
+        offset: usize,
+        limit: usize,
+    ) -> (Vec<Map<String, Value>>, bool) {
+        let compare = self.comparer(module);
+        let mut skipped = 0;
+        let mut out = Vec::new();
+        for i in 0..self.count(module) {
+            let r = self.at(module, i);
+            if filter.is_some_and(|f| !coql::matches(f, &r, &compare)) {
+                continue;
+            }
+            if skipped < offset {
+                skipped += 1;
+                continue;
+            }
+            if out.len() == limit {
+                return (out, true);
+            }
+            out.push(r.into_owned());
+        }
+        (out, false)
     }
 
     fn check_value(&self, field: &Field, value: &Value) -> Result<Value, StoreError> {
