@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -101,7 +101,19 @@ impl Session {
                 (sandbox_connection(&handle), Some(handle))
             }
         };
-        let mut client = Client::new(conn, settings.edition, settings.concurrency)?;
+        let pacing = &spec.org.pacing;
+        let mut client = Client::new(conn, settings.edition, settings.concurrency)?.with_deadline(
+            tokio::time::Instant::now()
+                + Duration::from_secs(60 * pacing.deadline_minutes.unwrap_or(60)),
+        );
+        if let Some(cps) = pacing.calls_per_second {
+            client = client.with_pacer(crate::zoho::pacing::Pacer::with_rates(
+                settings.edition,
+                settings.concurrency,
+                cps,
+                governor::clock::DefaultClock::default(),
+            ));
+        }
         if sandbox.is_none() {
             if let Some(dir) = token_cache_dir() {
                 client = client.with_token_cache(dir);

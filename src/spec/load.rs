@@ -359,6 +359,20 @@ fn check_org(org: &OrgFile, path: &Path, text: &str, diags: &mut Vec<Diagnostic>
             ));
         }
     }
+    for (key, zero) in [
+        ("calls_per_second", org.pacing.calls_per_second == Some(0)),
+        ("deadline_minutes", org.pacing.deadline_minutes == Some(0)),
+    ] {
+        if zero {
+            let (l, c) = find(text, key).unwrap_or((0, 0));
+            diags.push(Diagnostic::new(
+                path,
+                l,
+                c,
+                format!("`{key}` is `0`: give at least 1"),
+            ));
+        }
+    }
     if org.pacing.concurrency == Some(0) {
         let (l, c) = find(text, "concurrency").unwrap_or((0, 0));
         diags.push(Diagnostic::new(

@@ -75,6 +75,12 @@ pub struct Pacing {
     /// Records per write call; defaults to (and is capped at) the endpoint's maximum.
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Call starts per second (light calls; heavy ones get a fifth). Default 50.
+    #[serde(default)]
+    pub calls_per_second: Option<u32>,
+    /// No retry starts after this many minutes of one run. Default 60.
+    #[serde(default)]
+    pub deadline_minutes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -93,6 +93,12 @@ impl Client {
         })
     }
 
+    /// Replaces the pacer, e.g. with other call rates.
+    pub fn with_pacer(mut self, pacer: Pacer) -> Self {
+        self.pacer = pacer;
+        self
+    }
+
     pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
         self

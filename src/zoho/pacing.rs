@@ -5,11 +5,19 @@
 //! records) also hold one of the sub-concurrency gate (10 less a margin). Each gate is
 //! AIMD: a 429 halves its limit, and every `limit` successes add one slot back, so
 //! realign shares an org with other integrations instead of fighting them.
+//!
+//! On top of the gates, a governor (GCRA) limiter per class spreads call starts over
+//! time, so a burst of ready batches does not land on Zoho in the same millisecond. Its
+//! clock is explicit, so tests drive it with a fake one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -101,10 +109,52 @@ impl Gate {
     }
 }
 
+/// Decides whether a call may start now, or how long until it may.
+pub trait RateGate: Send + Sync {
+    fn try_start(&self) -> Result<(), Duration>;
+}
+
+struct Governed<C: Clock> {
+    limiter: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
+}
+
+impl<C> RateGate for Governed<C>
+where
+    C: Clock + Send + Sync,
+    C::Instant: Send + Sync,
+{
+    fn try_start(&self) -> Result<(), Duration> {
+        self.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+/// A limiter of `per_second` starts with bursts of up to `burst`, on `clock`.
+pub fn rate_gate<C>(per_second: u32, burst: u32, clock: C) -> Box<dyn RateGate>
+where
+    C: Clock + Clone + Send + Sync + 'static,
+    C::Instant: Send + Sync,
+{
+    let one = std::num::NonZeroU32::MIN;
+    let quota = Quota::per_second(std::num::NonZeroU32::new(per_second).unwrap_or(one))
+        .allow_burst(std::num::NonZeroU32::new(burst).unwrap_or(one));
+    Box::new(Governed {
+        limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
+        clock,
+    })
+}
+
+/// Call starts per second by default, for light calls; heavy ones get a fifth.
+pub const DEFAULT_CALLS_PER_SECOND: u32 = 50;
+
 /// The pacer shared by every call of one client.
 pub struct Pacer {
     main: Gate,
     heavy: Gate,
+    light_rate: Box<dyn RateGate>,
+    heavy_rate: Box<dyn RateGate>,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
 }
@@ -131,9 +181,31 @@ impl Drop for Slot<'_> {
 impl Pacer {
     /// Gates for `edition`, or `concurrency` calls when configured.
     pub fn new(edition: Edition, concurrency: Option<usize>) -> Self {
+        Pacer::with_rates(
+            edition,
+            concurrency,
+            DEFAULT_CALLS_PER_SECOND,
+            DefaultClock::default(),
+        )
+    }
+
+    /// As [`Pacer::new`], with `per_second` light call starts (heavy: a fifth) on `clock`.
+    pub fn with_rates<C>(
+        edition: Edition,
+        concurrency: Option<usize>,
+        per_second: u32,
+        clock: C,
+    ) -> Self
+    where
+        C: Clock + Clone + Send + Sync + 'static,
+        C::Instant: Send + Sync,
+    {
         let main = concurrency.unwrap_or_else(|| with_margin(edition.concurrency()));
         let heavy = with_margin(SUB_CONCURRENCY).min(main);
+        let heavy_per_second = (per_second / 5).max(1);
         Pacer {
+            light_rate: rate_gate(per_second, (main as u32).max(1), clock.clone()),
+            heavy_rate: rate_gate(heavy_per_second, (heavy as u32).max(1), clock),
             main: Gate::new(main.max(1)),
             heavy: Gate::new(heavy.max(1)),
             in_flight: AtomicU64::new(0),
@@ -161,6 +233,13 @@ impl Pacer {
                 .await
                 .expect("gate never closes"),
         );
+        let rate = match class {
+            CallClass::Light => &self.light_rate,
+            CallClass::Heavy => &self.heavy_rate,
+        };
+        while let Err(wait) = rate.try_start() {
+            tokio::time::sleep(wait).await;
+        }
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_in_flight.fetch_max(now, Ordering::Relaxed);
         Slot {
@@ -206,6 +285,23 @@ mod tests {
             assert!(m < e.concurrency() && m >= 1, "{e}: {m}");
         }
         assert_eq!(with_margin(SUB_CONCURRENCY), 8);
+    }
+
+    #[test]
+    fn the_rate_gate_lets_a_burst_through_then_spaces_starts() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let gate = rate_gate(10, 3, clock.clone());
+        for _ in 0..3 {
+            assert_eq!(gate.try_start(), Ok(()));
+        }
+        let wait = gate.try_start().unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
+        clock.advance(Duration::from_millis(100));
+        assert_eq!(gate.try_start(), Ok(()));
+        assert!(gate.try_start().is_err());
     }
 
     #[tokio::test(start_paused = true)]
