@@ -132,7 +132,7 @@ async fn realign_apply(spec: &Spec, sb: &SandboxHandle) {
     };
     let plan = plan::diff(spec, &org, &ctx).expect("plan");
     let report = apply::execute(
-        client,
+        client.clone(),
         &plan,
         apply::Options {
             batch_size: 100,
