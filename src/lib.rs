@@ -8,6 +8,8 @@
 //! - [`zoho`] is the client: OAuth, HTTP, pacing and retry, endpoints (IO).
 //! - [`apply`] executes a plan batch by batch through the client, journaled (IO).
 //! - [`sandbox`] is the embedded Zoho-compatible server the CLI and the tests run (IO).
+//! - [`session`] connects to one org for a run; [`reconcile`] holds the steps of a pass
+//!   (read, plan, apply, read back) that `plan`, `apply`, `demo` and `watch` share.
 //! - [`settings`] merges the CLI, the environment and `realign.yaml` into one value.
 //! - [`cli`] holds the clap definitions and [`run`] dispatches a parsed command.
 
@@ -15,8 +17,10 @@ pub mod apply;
 pub mod cli;
 pub mod edition;
 pub mod plan;
+pub mod reconcile;
 pub mod run;
 pub mod sandbox;
+pub mod session;
 pub mod settings;
 pub mod spec;
 pub mod zoho;

@@ -5,23 +5,22 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::apply;
 use crate::cli::{
     ApplyArgs, Cli, Command, DemoArgs, PlanArgs, PlanFormat, SandboxArgs, SchemaArgs, ValidateArgs,
     ValidateFormat,
 };
-use crate::plan::{self, render, OrgState, Plan, PlanContext, Target as PlanTarget};
-use crate::sandbox::{self, SandboxConfig, SandboxHandle};
-use crate::settings::{self, Target};
+use crate::plan::{self, render, Plan, Target as PlanTarget};
+use crate::reconcile::{fetch, make_plan, read_back, read_request, report_exit, run_apply, verify};
+use crate::sandbox::{self, SandboxConfig};
+use crate::session::{sandbox_connection, Session};
 use crate::spec::{self, Mode, Spec};
 use crate::zoho::records::{self, ReadRequest};
-use crate::zoho::{Client, Connection, Secret};
+use crate::zoho::Client;
 
 /// Process exit codes (DESIGN.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,151 +68,6 @@ fn load_spec(dir: &Path) -> Result<Spec> {
         );
     }
     Ok(spec)
-}
-
-/// A connected client, and the in-process sandbox behind it when there is one.
-struct Session {
-    client: Arc<Client>,
-    sandbox: Option<SandboxHandle>,
-    target: PlanTarget,
-}
-
-impl Session {
-    async fn connect(spec: &Spec) -> Result<Session> {
-        let settings = settings::resolve(&|k| std::env::var(k).ok(), &spec.org)?;
-        let (conn, sandbox) = match settings.target {
-            Target::Zoho(conn) => (conn, None),
-            Target::Embedded { state_file } => {
-                eprintln!(
-                    "note: no Zoho credentials in the environment: using the embedded sandbox org in {} (see README to target a real org)",
-                    state_file.display()
-                );
-                if let Some(dir) = state_file.parent() {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("cannot create `{}`", dir.display()))?;
-                }
-                let handle = sandbox::start(SandboxConfig {
-                    state_file: Some(state_file),
-                    edition: settings.edition,
-                    ..SandboxConfig::default()
-                })
-                .await?;
-                (sandbox_connection(&handle), Some(handle))
-            }
-        };
-        let pacing = &spec.org.pacing;
-        let mut client = Client::new(conn, settings.edition, settings.concurrency)?.with_deadline(
-            tokio::time::Instant::now()
-                + Duration::from_secs(60 * pacing.deadline_minutes.unwrap_or(60)),
-        );
-        if let Some(cps) = pacing.calls_per_second {
-            client = client.with_pacer(crate::zoho::pacing::Pacer::with_rates(
-                settings.edition,
-                settings.concurrency,
-                cps,
-                governor::clock::DefaultClock::default(),
-            ));
-        }
-        if sandbox.is_none() {
-            if let Some(dir) = token_cache_dir() {
-                client = client.with_token_cache(dir);
-            }
-        }
-        // The first token is fetched here, so bad credentials stop the run before any read.
-        let api_domain = client.api_domain().await?;
-        Ok(Session {
-            client: Arc::new(client),
-            target: PlanTarget {
-                api_domain,
-                org: None,
-                sandbox: sandbox.is_some(),
-            },
-            sandbox,
-        })
-    }
-
-    async fn close(self) -> Result<()> {
-        if let Some(h) = self.sandbox {
-            h.shutdown().await?;
-        }
-        Ok(())
-    }
-}
-
-/// Where access tokens are cached between runs: `REALIGN_CACHE_DIR`, else the user's
-/// cache directory. `REALIGN_CACHE_DIR=off` disables the cache.
-fn token_cache_dir() -> Option<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    match var("REALIGN_CACHE_DIR") {
-        Some(p) if p.as_os_str() == "off" => None,
-        Some(p) => Some(p),
-        None => var("XDG_CACHE_HOME")
-            .or_else(|| var("HOME").map(|h| h.join(".cache")))
-            .map(|c| c.join("realign")),
-    }
-}
-
-fn sandbox_connection(handle: &SandboxHandle) -> Connection {
-    Connection {
-        client_id: sandbox::CLIENT_ID.into(),
-        client_secret: Secret::new(sandbox::CLIENT_SECRET),
-        refresh_token: Secret::new(sandbox::REFRESH_TOKEN),
-        accounts_url: handle.base_url(),
-        api_domain: Some(handle.base_url()),
-        dc: "sandbox".into(),
-    }
-}
-
-fn read_request(spec: &Spec) -> (Vec<String>, Option<String>) {
-    (spec.rule_fields(), spec.org.field.clone())
-}
-
-async fn fetch(client: &Client, spec: &Spec) -> Result<OrgState> {
-    let (rule_fields, field) = read_request(spec);
-    let req = ReadRequest {
-        module: spec.org.module,
-        territory_field: field.as_deref(),
-        rule_fields: &rule_fields,
-    };
-    let started = Instant::now();
-    let org = records::fetch_all(client, &req, |n| {
-        tracing::debug!(records = n, "read");
-    })
-    .await
-    .with_context(|| format!("cannot read {} from Zoho", spec.org.module))?;
-    eprintln!(
-        "read {} {} in {:.1} s",
-        render::thousands(org.records.len() as u64),
-        spec.org.module,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(org)
-}
-
-fn git_commit(dir: &Path) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-fn make_plan(spec: &Spec, org: &OrgState, target: &PlanTarget) -> Result<Plan> {
-    let ctx = PlanContext {
-        target: target.clone(),
-        git_commit: git_commit(&spec.root),
-    };
-    plan::diff(spec, org, &ctx).map_err(|diags| anyhow!("{}", spec::SpecError::Invalid(diags)))
 }
 
 async fn plan_cmd(args: PlanArgs) -> Result<Exit> {
@@ -464,30 +318,6 @@ async fn apply_reviewed(
     Ok(exit)
 }
 
-/// Reads these records by the cheaper of a full read and id lookups (100 ids a call).
-async fn read_back(
-    client: &Client,
-    spec: &Spec,
-    records_total: usize,
-    ids: &[spec::Id],
-) -> Result<OrgState> {
-    let (rule_fields, field) = read_request(spec);
-    let req = ReadRequest {
-        module: spec.org.module,
-        territory_field: field.as_deref(),
-        rule_fields: &rule_fields,
-    };
-    let full_pages = records_total.div_ceil(records::COQL_LIMIT).max(1);
-    let mut org = if full_pages <= ids.len().div_ceil(100) {
-        records::fetch_all(client, &req, |_| {}).await?
-    } else {
-        records::fetch_ids(client, &req, ids).await?
-    };
-    let wanted: std::collections::HashSet<&spec::Id> = ids.iter().collect();
-    org.records.retain(|r| wanted.contains(&r.id));
-    Ok(org)
-}
-
 async fn apply_in_session(spec: &Spec, session: &Session, args: &ApplyArgs) -> Result<Exit> {
     let org = fetch(&session.client, spec).await?;
     let plan = make_plan(spec, &org, &session.target)?;
@@ -519,53 +349,6 @@ async fn apply_in_session(spec: &Spec, session: &Session, args: &ApplyArgs) -> R
     Ok(exit)
 }
 
-/// Reads the changed records back (the cheaper of a full read and id lookups) and
-/// reports any whose value did not take, e.g. reverted by a workflow.
-async fn verify(
-    client: &Client,
-    spec: &Spec,
-    plan: &Plan,
-    report: &apply::Report,
-) -> Result<Vec<String>> {
-    let org = read_back(client, spec, plan.summary.records as usize, &report.applied)
-        .await
-        .context("cannot read the changed records back to verify them")?;
-    let now: std::collections::HashMap<&spec::Id, Option<&str>> = org
-        .records
-        .iter()
-        .map(|r| (&r.id, r.territory.as_deref().map(str::trim)))
-        .collect();
-    let applied: std::collections::HashSet<&spec::Id> = report.applied.iter().collect();
-    let mut missing = Vec::new();
-    for c in plan
-        .changes
-        .iter()
-        .filter(|c| applied.contains(&c.account_id))
-    {
-        let want = c.after.as_deref();
-        match now.get(&c.account_id) {
-            Some(v) if *v == want => {}
-            Some(v) => missing.push(format!(
-                "{}: Zoho holds `{}`, not `{}` (reverted by a workflow or another integration?)",
-                c.account_id,
-                v.unwrap_or("(none)"),
-                want.unwrap_or("(none)")
-            )),
-            None => missing.push(format!("{}: the record is gone", c.account_id)),
-        }
-    }
-    if missing.is_empty() {
-        eprintln!(
-            "verified: all {} changed records read back as planned",
-            report.applied.len()
-        );
-    }
-    for m in &missing {
-        eprintln!("did not take: {m}");
-    }
-    Ok(missing)
-}
-
 fn confirm(plan: &Plan) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!(
@@ -580,137 +363,6 @@ fn confirm(plan: &Plan) -> Result<bool> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     Ok(line.trim() == "yes")
-}
-
-async fn run_apply(client: Arc<Client>, plan: &Plan, spec: &Spec) -> Result<apply::Report> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let watcher = tokio::spawn(async move {
-        shutdown_signal().await;
-        eprintln!("interrupted: finishing the batches in flight, sending no more");
-        stop2.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
-    let started = Instant::now();
-    let total_batches = plan.cost.write_calls;
-    let report = apply::execute(
-        client.clone(),
-        plan,
-        apply::Options {
-            batch_size: plan.cost.batch_size.max(1) as usize,
-            journal_dir: Some(PathBuf::from(".realign/runs")),
-            stop,
-            progress: progress_reporter("applying", plan.changes.len(), client.stats.clone()),
-        },
-    )
-    .await
-    .context("cannot write the apply journal in .realign/runs")?;
-    watcher.abort();
-    let _ = spec;
-    if std::io::stderr().is_terminal() {
-        eprintln!();
-    }
-    eprintln!(
-        "applied {} of {} changes in {} write calls, {:.1} s ({} throttled, {} retried){}",
-        report.applied.len(),
-        plan.changes.len(),
-        total_batches,
-        started.elapsed().as_secs_f64(),
-        client.stats.get(|s| &s.throttled),
-        client.stats.get(|s| &s.retries),
-        report
-            .journal
-            .as_ref()
-            .map(|j| format!("; journal {}", j.display()))
-            .unwrap_or_default()
-    );
-    Ok(report)
-}
-
-/// Progress for long work: a bar on a terminal, a plain line every few seconds otherwise.
-fn progress_reporter(
-    what: &'static str,
-    total: usize,
-    stats: Arc<crate::zoho::ClientStats>,
-) -> Box<dyn Fn(usize, usize) + Send + Sync> {
-    if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(total as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:30}] {pos}/{len} records, {per_sec}, eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_message(what);
-        Box::new(move |done, _| {
-            bar.set_position(done as u64);
-            let throttled = stats.throttled.load(std::sync::atomic::Ordering::Relaxed);
-            bar.set_message(format!("{what} ({throttled} throttled)"));
-            if done >= total {
-                bar.finish();
-            }
-        })
-    } else {
-        let last = std::sync::Mutex::new(Instant::now());
-        let started = Instant::now();
-        Box::new(move |done, total| {
-            let mut last = last.lock().expect("progress lock");
-            if done >= total || last.elapsed().as_secs() >= 5 {
-                *last = Instant::now();
-                let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
-                let eta = (total - done.min(total)) as f64 / rate.max(0.001);
-                eprintln!(
-                    "{what}: {done}/{total} records, {} throttled, about {eta:.0} s left",
-                    stats.throttled.load(std::sync::atomic::Ordering::Relaxed)
-                );
-            }
-        })
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-fn report_exit(report: &apply::Report, plan: &Plan) -> Exit {
-    for f in &report.failed {
-        eprintln!("not changed: {} `{}` {}", f.id, f.code, f.message);
-    }
-    if !report.not_sent.is_empty() {
-        eprintln!(
-            "not sent: {} records (run `realign apply` again to finish; a re-plan finds them)",
-            report.not_sent.len()
-        );
-    }
-    if let Some(why) = &report.stopped {
-        eprintln!("stopped: {why}");
-        return Exit::Error;
-    }
-    if report.failed.is_empty() && report.not_sent.is_empty() {
-        let _ = plan;
-        Exit::Success
-    } else {
-        Exit::Partial
-    }
 }
 
 fn validate(args: ValidateArgs) -> Result<Exit> {

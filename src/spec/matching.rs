@@ -265,7 +265,7 @@ pub fn resolve(mut claims: Vec<Claim>, excluded_by: Vec<usize>) -> Resolution {
         return Resolution::Unclaimed { excluded_by };
     }
     // Stable: equal ranks keep territory order, so the error names files in order.
-    claims.sort_by(|a, b| b.rank().cmp(&a.rank()));
+    claims.sort_by_key(|c| std::cmp::Reverse(c.rank()));
     if claims.len() > 1 && claims[0].rank() == claims[1].rank() {
         return Resolution::Ambiguous {
             first: claims[0].clone(),

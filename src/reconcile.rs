@@ -1,0 +1,268 @@
+//! The steps of a reconcile pass, shared by `plan`, `apply`, `demo` and `watch`: read
+//! the org, plan, apply, read back.
+
+use std::collections::{HashMap, HashSet};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::apply;
+use crate::plan::{self, render, OrgState, Plan, PlanContext, Target as PlanTarget};
+use crate::run::Exit;
+use crate::spec::{self, Spec};
+use crate::zoho::records::{self, ReadRequest};
+use crate::zoho::Client;
+
+pub fn read_request(spec: &Spec) -> (Vec<String>, Option<String>) {
+    (spec.rule_fields(), spec.org.field.clone())
+}
+
+pub async fn fetch(client: &Client, spec: &Spec) -> Result<OrgState> {
+    let (rule_fields, field) = read_request(spec);
+    let req = ReadRequest {
+        module: spec.org.module,
+        territory_field: field.as_deref(),
+        rule_fields: &rule_fields,
+    };
+    let started = Instant::now();
+    let org = records::fetch_all(client, &req, |n| {
+        tracing::debug!(records = n, "read");
+    })
+    .await
+    .with_context(|| format!("cannot read {} from Zoho", spec.org.module))?;
+    eprintln!(
+        "read {} {} in {:.1} s",
+        render::thousands(org.records.len() as u64),
+        spec.org.module,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(org)
+}
+
+pub fn git_commit(dir: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+pub fn make_plan(spec: &Spec, org: &OrgState, target: &PlanTarget) -> Result<Plan> {
+    let ctx = PlanContext {
+        target: target.clone(),
+        git_commit: git_commit(&spec.root),
+    };
+    plan::diff(spec, org, &ctx).map_err(|diags| anyhow!("{}", spec::SpecError::Invalid(diags)))
+}
+
+/// Reads these records by the cheaper of a full read and id lookups (100 ids a call).
+pub async fn read_back(
+    client: &Client,
+    spec: &Spec,
+    records_total: usize,
+    ids: &[spec::Id],
+) -> Result<OrgState> {
+    let (rule_fields, field) = read_request(spec);
+    let req = ReadRequest {
+        module: spec.org.module,
+        territory_field: field.as_deref(),
+        rule_fields: &rule_fields,
+    };
+    let full_pages = records_total.div_ceil(records::COQL_LIMIT).max(1);
+    let mut org = if full_pages <= ids.len().div_ceil(100) {
+        records::fetch_all(client, &req, |_| {}).await?
+    } else {
+        records::fetch_ids(client, &req, ids).await?
+    };
+    let wanted: HashSet<&spec::Id> = ids.iter().collect();
+    org.records.retain(|r| wanted.contains(&r.id));
+    Ok(org)
+}
+
+/// Reads the changed records back (the cheaper of a full read and id lookups) and
+/// reports any whose value did not take, e.g. reverted by a workflow.
+pub async fn verify(
+    client: &Client,
+    spec: &Spec,
+    plan: &Plan,
+    report: &apply::Report,
+) -> Result<Vec<String>> {
+    let org = read_back(client, spec, plan.summary.records as usize, &report.applied)
+        .await
+        .context("cannot read the changed records back to verify them")?;
+    let now: HashMap<&spec::Id, Option<&str>> = org
+        .records
+        .iter()
+        .map(|r| (&r.id, r.territory.as_deref().map(str::trim)))
+        .collect();
+    let applied: HashSet<&spec::Id> = report.applied.iter().collect();
+    let mut missing = Vec::new();
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| applied.contains(&c.account_id))
+    {
+        let want = c.after.as_deref();
+        match now.get(&c.account_id) {
+            Some(v) if *v == want => {}
+            Some(v) => missing.push(format!(
+                "{}: Zoho holds `{}`, not `{}` (reverted by a workflow or another integration?)",
+                c.account_id,
+                v.unwrap_or("(none)"),
+                want.unwrap_or("(none)")
+            )),
+            None => missing.push(format!("{}: the record is gone", c.account_id)),
+        }
+    }
+    if missing.is_empty() {
+        eprintln!(
+            "verified: all {} changed records read back as planned",
+            report.applied.len()
+        );
+    }
+    for m in &missing {
+        eprintln!("did not take: {m}");
+    }
+    Ok(missing)
+}
+
+pub async fn run_apply(client: Arc<Client>, plan: &Plan, spec: &Spec) -> Result<apply::Report> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let watcher = tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("interrupted: finishing the batches in flight, sending no more");
+        stop2.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let started = Instant::now();
+    let total_batches = plan.cost.write_calls;
+    let report = apply::execute(
+        client.clone(),
+        plan,
+        apply::Options {
+            batch_size: plan.cost.batch_size.max(1) as usize,
+            journal_dir: Some(PathBuf::from(".realign/runs")),
+            stop,
+            progress: progress_reporter("applying", plan.changes.len(), client.stats.clone()),
+        },
+    )
+    .await
+    .context("cannot write the apply journal in .realign/runs")?;
+    watcher.abort();
+    let _ = spec;
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    eprintln!(
+        "applied {} of {} changes in {} write calls, {:.1} s ({} throttled, {} retried){}",
+        report.applied.len(),
+        plan.changes.len(),
+        total_batches,
+        started.elapsed().as_secs_f64(),
+        client.stats.get(|s| &s.throttled),
+        client.stats.get(|s| &s.retries),
+        report
+            .journal
+            .as_ref()
+            .map(|j| format!("; journal {}", j.display()))
+            .unwrap_or_default()
+    );
+    Ok(report)
+}
+
+/// Progress for long work: a bar on a terminal, a plain line every few seconds otherwise.
+pub fn progress_reporter(
+    what: &'static str,
+    total: usize,
+    stats: Arc<crate::zoho::ClientStats>,
+) -> Box<dyn Fn(usize, usize) + Send + Sync> {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} records, {per_sec}, eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(what);
+        Box::new(move |done, _| {
+            bar.set_position(done as u64);
+            let throttled = stats.throttled.load(std::sync::atomic::Ordering::Relaxed);
+            bar.set_message(format!("{what} ({throttled} throttled)"));
+            if done >= total {
+                bar.finish();
+            }
+        })
+    } else {
+        let last = std::sync::Mutex::new(Instant::now());
+        let started = Instant::now();
+        Box::new(move |done, total| {
+            let mut last = last.lock().expect("progress lock");
+            if done >= total || last.elapsed().as_secs() >= 5 {
+                *last = Instant::now();
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+                let eta = (total - done.min(total)) as f64 / rate.max(0.001);
+                eprintln!(
+                    "{what}: {done}/{total} records, {} throttled, about {eta:.0} s left",
+                    stats.throttled.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
+        })
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub fn report_exit(report: &apply::Report, plan: &Plan) -> Exit {
+    for f in &report.failed {
+        eprintln!("not changed: {} `{}` {}", f.id, f.code, f.message);
+    }
+    if !report.not_sent.is_empty() {
+        eprintln!(
+            "not sent: {} records (run `realign apply` again to finish; a re-plan finds them)",
+            report.not_sent.len()
+        );
+    }
+    if let Some(why) = &report.stopped {
+        eprintln!("stopped: {why}");
+        return Exit::Error;
+    }
+    if report.failed.is_empty() && report.not_sent.is_empty() {
+        let _ = plan;
+        Exit::Success
+    } else {
+        Exit::Partial
+    }
+}
