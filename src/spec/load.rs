@@ -359,6 +359,12 @@ fn check_org(org: &OrgFile, path: &Path, text: &str, diags: &mut Vec<Diagnostic>
             ));
         }
     }
+    for f in &org.freeze {
+        if let Err(msg) = f.dates() {
+            let (l, c) = find(text, &f.from).unwrap_or((0, 0));
+            diags.push(Diagnostic::new(path, l, c, msg));
+        }
+    }
     for (key, zero) in [
         ("calls_per_second", org.pacing.calls_per_second == Some(0)),
         ("deadline_minutes", org.pacing.deadline_minutes == Some(0)),
@@ -804,6 +810,28 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("also declared"), "{text}");
         assert!(text.contains("own ancestor"), "{text}");
+    }
+
+    #[test]
+    fn freeze_dates_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(ORG_FILE),
+            "field: T\nfreeze:\n  - from: 2026-12-24\n    to: 2026-12-01\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("a.yaml"), "name: A\n").unwrap();
+        let d = only_error(load_dir(dir.path()));
+        assert!(d.message.contains("ends"), "{d}");
+        assert_eq!(d.line, 3, "{d}");
+        fs::write(
+            dir.path().join(ORG_FILE),
+            "field: T\nfreeze:\n  - from: 2026-12-24\n    to: 2027-01-02\n    reason: year-end close\n",
+        )
+        .unwrap();
+        let spec = load_dir(dir.path()).unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
+        assert!(spec.org.freeze[0].covers(day));
     }
 
     #[test]

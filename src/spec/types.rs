@@ -38,6 +38,42 @@ pub struct OrgFile {
     pub guardrails: Guardrails,
     #[serde(default)]
     pub pacing: Pacing,
+    /// Date ranges in which `watch` applies nothing (e.g. quarter-end close).
+    #[serde(default)]
+    pub freeze: Vec<Freeze>,
+}
+
+/// A change freeze: from `from` to `to`, both dates (YYYY-MM-DD, UTC) included.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Freeze {
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Freeze {
+    /// The dates, checked at load time.
+    pub fn dates(&self) -> Result<(chrono::NaiveDate, chrono::NaiveDate), String> {
+        let parse = |k: &str, v: &str| {
+            chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d")
+                .map_err(|_| format!("freeze `{k}` is `{v}`: write a date as YYYY-MM-DD"))
+        };
+        let (a, b) = (parse("from", &self.from)?, parse("to", &self.to)?);
+        if b < a {
+            return Err(format!(
+                "freeze ends (`{}`) before it starts (`{}`)",
+                self.to, self.from
+            ));
+        }
+        Ok((a, b))
+    }
+
+    /// Whether `day` falls in the freeze.
+    pub fn covers(&self, day: chrono::NaiveDate) -> bool {
+        self.dates().is_ok_and(|(a, b)| a <= day && day <= b)
+    }
 }
 
 fn yes() -> bool {
