@@ -1447,3 +1447,400 @@ async fn bulk_read_exports_matching_records_and_limits_downloads() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(refused["code"], "FIELD_NOT_SUPPORTED");
 }
+
+/// A validator for the JSON-Schema subset Zoho's OpenAPI files use (`$ref` across the
+/// local files, `oneOf`/`anyOf`/`allOf`, `type`, `nullable`, `properties`, `required`,
+/// `items`, `enum`, `minItems`/`maxItems`, `format: date-time`).
+///
+/// Two deliberate leniencies, both because the OAS itself is inconsistent:
+/// - `oneOf` passes when any branch passes: Zoho's branches overlap (an object with only
+///   optional properties matches every branch), so "exactly one" would reject every body.
+/// - `message` enums are not enforced: they list sample texts, and the reference says
+///   clients must not depend on message text.
+///
+/// A `$ref` to a file that is not in `zoho-oas-v8/` (users.json, modules.json, ...) is
+/// treated as "any value".
+struct Oas {
+    dir: std::path::PathBuf,
+    docs: std::collections::HashMap<String, Value>,
+}
+
+/// Properties the reference documents as `null` where the OAS omits `nullable`
+/// (reference sections 2.2 and 5.2: paging tokens and the root territory's parent).
+const NULL_OK: &[&str] = &[
+    "reporting_to",
+    "account_rule_criteria",
+    "deal_rule_criteria",
+    "lead_rule_criteria",
+    "next_page_token",
+    "previous_page_token",
+    "page_token_expiry",
+    "$assigned_by",
+];
+
+/// Error codes the reference documents (from Zoho's newer per-operation OAS files and
+/// docs) that the older JSON files' `code` enums lack.
+const CODES_FROM_REFERENCE: &[&str] = &[
+    "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+    "PAGINATION_LIMIT_EXCEEDED",
+    "TOKEN_BOUND_DATA_MISMATCH",
+    "EXPIRED_VALUE",
+    "AMBIGUITY_DURING_PROCESSING",
+    "TOO_MANY_REQUESTS",
+    "ALREADY_MODIFIED",
+];
+
+impl Oas {
+    fn load() -> Option<Oas> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/reference/zoho-oas-v8");
+        if !dir.is_dir() {
+            eprintln!(
+                "note: `{}` is absent; skipping the OpenAPI conformance checks",
+                dir.display()
+            );
+            return None;
+        }
+        let mut docs = std::collections::HashMap::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let text = std::fs::read_to_string(&path).unwrap();
+                docs.insert(name, serde_json::from_str(&text).unwrap());
+            }
+        }
+        Some(Oas { dir, docs })
+    }
+
+    /// `(file, schema)` a `$ref` points at, or `None` when its file is not here.
+    fn resolve(&self, file: &str, reference: &str) -> Option<(String, Value)> {
+        let (target, pointer) = reference.split_once('#').unwrap_or((reference, ""));
+        let target = if target.is_empty() {
+            file.to_string()
+        } else {
+            target.rsplit('/').next().unwrap().to_string()
+        };
+        let doc = self.docs.get(&target)?;
+        let schema = doc
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("`{reference}` from `{file}` does not resolve"));
+        Some((target, schema.clone()))
+    }
+
+    /// The response schema of `method path` for `status` in `file`.
+    fn response(&self, file: &str, path: &str, method: &str, status: &str) -> (String, Value) {
+        let doc = &self.docs[file];
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "no `{method} {path}` in `{file}`");
+        let mut resp = op["responses"][status].clone();
+        let mut file = file.to_string();
+        if let Some(r) = resp.get("$ref").and_then(Value::as_str) {
+            (file, resp) = self.resolve(&file, r).expect("local response ref");
+        }
+        let content = resp["content"].as_object().expect("response content");
+        let schema = content.values().next().unwrap()["schema"].clone();
+        (file, schema)
+    }
+
+    fn check(&self, file: &str, schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
+        if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+            if let Some((f, s)) = self.resolve(file, r) {
+                self.check(&f, &s, v, at, errors);
+            }
+            return;
+        }
+        for key in ["oneOf", "anyOf"] {
+            if let Some(branches) = schema.get(key).and_then(Value::as_array) {
+                let mut best: Option<Vec<String>> = None;
+                for b in branches {
+                    if !self.shares_keys(file, b, v) {
+                        continue;
+                    }
+                    let mut e = Vec::new();
+                    self.check(file, b, v, at, &mut e);
+                    if e.is_empty() {
+                        return;
+                    }
+                    if best.as_ref().map_or(true, |x| e.len() < x.len()) {
+                        best = Some(e);
+                    }
+                }
+                errors.push(format!("{at}: matches no `{key}` branch"));
+                errors.extend(best.unwrap_or_default());
+                return;
+            }
+        }
+        if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+            for s in all {
+                self.check(file, s, v, at, errors);
+            }
+        }
+        let name = at.rsplit('.').next().unwrap_or("");
+        if v.is_null() {
+            let nullable = schema.get("nullable") == Some(&json!(true)) || NULL_OK.contains(&name);
+            if !nullable && schema.get("type").is_some() {
+                errors.push(format!(
+                    "{at}: null where the schema wants {}",
+                    schema["type"]
+                ));
+            }
+            return;
+        }
+        let ok = match schema.get("type").and_then(Value::as_str) {
+            Some("object") => v.is_object(),
+            Some("array") => v.is_array(),
+            Some("string") => v.is_string(),
+            Some("integer") => v.is_i64() || v.is_u64(),
+            Some("number") => v.is_number(),
+            Some("boolean") => v.is_boolean(),
+            _ => true,
+        };
+        if !ok {
+            errors.push(format!("{at}: `{v}` is not of type {}", schema["type"]));
+            return;
+        }
+        if let (Some(allowed), false) = (
+            schema.get("enum").and_then(Value::as_array),
+            name == "message",
+        ) {
+            let documented = name == "code"
+                && v.as_str()
+                    .is_some_and(|c| CODES_FROM_REFERENCE.contains(&c));
+            if !allowed.contains(v) && !documented {
+                errors.push(format!("{at}: `{v}` is not one of {}", schema["enum"]));
+            }
+        }
+        if schema.get("format") == Some(&json!("date-time")) {
+            if let Some(s) = v.as_str() {
+                if chrono::DateTime::parse_from_rfc3339(s).is_err() {
+                    errors.push(format!("{at}: `{s}` is not a date-time"));
+                }
+            }
+        }
+        if let Some(obj) = v.as_object() {
+            for req in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let req = req.as_str().unwrap();
+                if !obj.contains_key(req) {
+                    errors.push(format!("{at}: lacks required `{req}`"));
+                }
+            }
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, sub) in props {
+                    if let Some(child) = obj.get(k) {
+                        self.check(file, sub, child, &format!("{at}.{k}"), errors);
+                    }
+                }
+            }
+        }
+        if let Some(items) = v.as_array() {
+            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
+                if items.len() as u64 > max {
+                    errors.push(format!("{at}: {} items, at most {max}", items.len()));
+                }
+            }
+            if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
+                if (items.len() as u64) < min {
+                    errors.push(format!("{at}: {} items, at least {min}", items.len()));
+                }
+            }
+            if let Some(item) = schema.get("items") {
+                for (i, x) in items.iter().enumerate() {
+                    self.check(file, item, x, &format!("{at}[{i}]"), errors);
+                }
+            }
+        }
+    }
+
+    /// Whether `v` could be meant for `schema`: an object shares at least one key with an
+    /// object schema's properties (Zoho's `oneOf` branches have no discriminator, and a
+    /// schema of optional properties matches any object).
+    fn shares_keys(&self, file: &str, schema: &Value, v: &Value) -> bool {
+        let (mut file, mut schema) = (file.to_string(), schema.clone());
+        while let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+            match self.resolve(&file, r) {
+                Some((f, s)) => (file, schema) = (f, s),
+                None => return true,
+            }
+        }
+        match (
+            v.as_object(),
+            schema.get("properties").and_then(Value::as_object),
+        ) {
+            (Some(obj), Some(props)) if !props.is_empty() && !obj.is_empty() => {
+                obj.keys().any(|k| props.contains_key(k))
+            }
+            _ => true,
+        }
+    }
+
+    /// Errors of `body` against `method path`'s `status` response in `file`.
+    fn errors(
+        &self,
+        file: &str,
+        path: &str,
+        method: &str,
+        status: &str,
+        body: &Value,
+    ) -> Vec<String> {
+        let (f, schema) = self.response(file, path, method, status);
+        let mut errors = Vec::new();
+        self.check(&f, &schema, body, "$", &mut errors);
+        errors
+    }
+}
+
+#[test]
+fn the_validator_rejects_what_it_should() {
+    let Some(oas) = Oas::load() else { return };
+    let errors = oas.errors(
+        "territories.json",
+        "/crm/v8/settings/territories",
+        "get",
+        "200",
+        &json!({"territories": [{"id": 5, "name": "x"}], "info": {"per_page": 1, "count": 1, "page": 1, "more_records": false}}),
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("$.territories[0].id")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("lacks required `api_name`")),
+        "{errors:?}"
+    );
+    let errors = oas.errors(
+        "record.json",
+        "/crm/v8/{module_api_name}",
+        "put",
+        "200",
+        &json!({"data": [{"code": "SUCCESS", "status": "fine", "details": {"id": 1}}]}),
+    );
+    assert!(errors.iter().any(|e| e.contains("$.data[0]")), "{errors:?}");
+    assert!(oas.dir.is_dir());
+}
+
+#[tokio::test]
+async fn responses_match_zoho_openapi_schemas() {
+    let Some(oas) = Oas::load() else { return };
+    let org = Org::demo().await;
+    let native = native().await;
+    let mut checked: Vec<(&str, &str, &str, &str, Value)> = Vec::new();
+    let record = "/crm/v8/{module_api_name}";
+    let one = "/crm/v8/{module_api_name}/{id}";
+
+    let (_, territories) = org.get("/crm/v8/settings/territories").await;
+    checked.push((
+        "territories.json",
+        "/crm/v8/settings/territories",
+        "get",
+        "200",
+        territories.clone(),
+    ));
+    let (_, list) = org
+        .get("/crm/v8/Accounts?fields=Account_Name,Territory,Owner,Modified_Time&per_page=50")
+        .await;
+    checked.push(("record.json", record, "get", "200", list.clone()));
+    let token = list["info"]["next_page_token"].as_str().unwrap();
+    let (_, next) = org
+        .get(&format!(
+            "/crm/v8/Accounts?fields=Account_Name,Territory,Owner,Modified_Time&per_page=50&page_token={token}"
+        ))
+        .await;
+    checked.push(("record.json", record, "get", "200", next));
+    let (_, single) = native.get(&format!("/crm/v8/Accounts/{FIRST}")).await;
+    checked.push(("record.json", one, "get", "200", single));
+    for path in [
+        "/crm/v8/Accounts",
+        "/crm/v8/Accounts?fields=Nope",
+        "/crm/v8/Accounts?fields=id&page=11",
+    ] {
+        let (_, e) = org.get(path).await;
+        checked.push(("record.json", record, "get", "200", e));
+    }
+    let (_, updated) = org
+        .put(
+            "/crm/v8/Accounts",
+            json!({"data": [
+                {"id": account_id(0), "Territory": "DACH"},
+                {"id": account_id(1), "Territory": "Atlantis"},
+                {"id": account_id(2), "Nope": 1},
+                {"Territory": "DACH"},
+                {"id": account_id(0), "Territory": "DACH"},
+            ]}),
+        )
+        .await;
+    checked.push(("record.json", record, "put", "200", updated));
+    let (_, put_one) = org
+        .put(
+            &format!("/crm/v8/Accounts/{}", account_id(3)),
+            json!({"data": [{"Territory": null}]}),
+        )
+        .await;
+    checked.push(("record.json", one, "put", "200", put_one));
+    let (_, too_many) = org
+        .put(
+            "/crm/v8/Accounts",
+            json!({"data": (0..101).map(|i| json!({"id": account_id(i)})).collect::<Vec<_>>()}),
+        )
+        .await;
+    checked.push(("record.json", record, "put", "200", too_many));
+
+    let (_, rows) = org
+        .coql("select Account_Name, Territory, Owner, Modified_Time from Accounts where id is not null limit 300")
+        .await;
+    checked.push(("coql.json", "/crm/v8/coql", "post", "200", rows));
+    for bad in [
+        "select id from Accounts",
+        "select id from Accounts where id is not null limit 2001",
+        "select Nope from Accounts where id is not null",
+        "select id from Accounts where id = = 3",
+    ] {
+        let (_, e) = org.coql(bad).await;
+        checked.push(("coql.json", "/crm/v8/coql", "post", "400", e));
+    }
+
+    let dach = territory_id_of(&territories, "DACH");
+    let assign = "/crm/v8/{module_api_name}/actions/assign_territories";
+    let remove = "/crm/v8/{module_api_name}/actions/remove_territories";
+    let body = |ids: &[&str]| json!({"data": ids.iter().map(|id| json!({"id": id, "Territories": [{"id": dach}]})).collect::<Vec<_>>()});
+    let (empty_id, _) = find_account(&native, |l| l.is_empty()).await;
+    let (_, assigned) = native
+        .post(
+            "/crm/v8/Accounts/actions/assign_territories",
+            body(&[&empty_id, &empty_id, "1"]),
+        )
+        .await;
+    checked.push(("record.json", assign, "post", "200", assigned));
+    let (_, removed) = native
+        .post(
+            "/crm/v8/Accounts/actions/remove_territories",
+            body(&[&empty_id, &empty_id]),
+        )
+        .await;
+    checked.push(("record.json", remove, "post", "200", removed));
+
+    let (_, read) = org
+        .post(
+            "/crm/bulk/v8/read",
+            json!({"query": {"module": {"api_name": "Accounts"}, "fields": ["Account_Name"]}}),
+        )
+        .await;
+    checked.push(("bulk_read.json", "/crm/bulk/v8/read", "post", "201", read));
+
+    let mut failures = Vec::new();
+    for (file, path, method, status, body) in &checked {
+        for e in oas.errors(file, path, method, status, body) {
+            failures.push(format!(
+                "{method} {path} {status} ({file}): {e}\n  body: {body}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
