@@ -1844,3 +1844,110 @@ async fn responses_match_zoho_openapi_schemas() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[tokio::test]
+async fn heavy_calls_share_a_sub_concurrency_pool_of_ten() {
+    let org = Org::start(SandboxConfig {
+        faults: Faults {
+            latency_ms: 500,
+            ..Faults::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let queries =
+        (0..15).map(|_| org.coql("select id from Accounts where id is not null limit 10"));
+    let results = futures_util::future::join_all(queries).await;
+    let refused = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(refused >= 1, "15 COQL calls at once, 10 allowed");
+    assert!(results.iter().filter(|r| r.0 == StatusCode::OK).count() >= 10);
+    let light = (0..15).map(|_| org.get("/crm/v8/settings/territories"));
+    let results = futures_util::future::join_all(light).await;
+    assert!(
+        results.iter().all(|r| r.0 == StatusCode::OK),
+        "15 light calls fit in 20"
+    );
+    let writes = (0..12).map(|_| {
+        let eleven: Vec<Value> = (0..11).map(|i| json!({"id": account_id(i)})).collect();
+        org.put("/crm/v8/Accounts", json!({ "data": eleven }))
+    });
+    let results = futures_util::future::join_all(writes).await;
+    let refused = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(refused >= 1, "writes of more than 10 records are heavy");
+}
+
+#[tokio::test]
+async fn territories_cannot_be_written_with_a_plain_update() {
+    let org = native().await;
+    let (status, body) = org
+        .put(
+            "/crm/v8/Accounts",
+            json!({"data": [{"id": FIRST, "Territories": [{"id": "5725767000000200010"}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["data"][0]["code"], "INVALID_DATA");
+    assert_eq!(body["data"][0]["details"]["api_name"], "Territories");
+}
+
+#[tokio::test]
+async fn if_modified_since_lists_only_changed_records() {
+    let org = Org::demo().await;
+    let since = httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(5));
+    let list = |since: String| {
+        let req = org
+            .auth(org.http.get(org.url("/crm/v8/Accounts?fields=Territory")))
+            .header("If-Modified-Since", since);
+        async move { split(req.send().await.unwrap()).await }
+    };
+    assert_eq!(list(since.clone()).await.0, StatusCode::NOT_MODIFIED);
+    org.put(
+        "/crm/v8/Accounts",
+        json!({"data": [{"id": account_id(5), "Territory": "Japan"}]}),
+    )
+    .await;
+    let (status, body) = list(since).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(body["data"][0]["id"], account_id(5));
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_zoho_errors() {
+    let org = Org::demo().await;
+    assert_error(
+        &org.get("/crm/v8/settings/layouts").await,
+        404,
+        "INVALID_URL_PATTERN",
+    );
+    assert_error(
+        &org.get("/crm/v2/Accounts").await,
+        404,
+        "INVALID_URL_PATTERN",
+    );
+    let deleted = split(
+        org.auth(org.http.delete(org.url("/crm/v8/Accounts")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(&deleted, 400, "INVALID_REQUEST_METHOD");
+    let garbled = split(
+        org.auth(org.http.put(org.url("/crm/v8/Accounts")))
+            .body("{not json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(&garbled, 400, "INVALID_DATA");
+    let stats = org.sandbox.stats().await;
+    assert_eq!(stats.by_status["404"], 2);
+}
