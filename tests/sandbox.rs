@@ -204,7 +204,7 @@ async fn token_grant_follows_the_reference() {
 #[tokio::test]
 async fn missing_garbled_expired_and_revoked_tokens_are_refused() {
     let org = Org::start(SandboxConfig {
-        token_ttl: Duration::from_millis(300),
+        token_ttl: Duration::from_millis(1000),
         ..SandboxConfig::default()
     })
     .await;
@@ -222,7 +222,7 @@ async fn missing_garbled_expired_and_revoked_tokens_are_refused() {
     .await;
     assert_error(&garbled, 401, "AUTHENTICATION_FAILURE");
     assert_eq!(org.get(path).await.0, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let expired = org.get(path).await;
     assert_error(&expired, 401, "INVALID_TOKEN");
     assert_eq!(expired.1["message"], "invalid oauth token");
@@ -688,7 +688,7 @@ async fn standard_edition_concurrency_draws_429() {
     let org = Org::start(SandboxConfig {
         edition: Edition::Standard,
         faults: Faults {
-            latency_ms: 150,
+            latency_ms: 400,
             ..Faults::default()
         },
         ..SandboxConfig::default()
@@ -996,9 +996,11 @@ async fn scheduled_territory_jobs_finish_later() {
     assert!(queued["data"][0]["details"]["job_id"].is_string());
     let (_, pending) = org.post(path, body).await;
     assert_eq!(pending["data"][0]["code"], "ALREADY_SCHEDULED");
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let (_, record) = org.get(&format!("/crm/v8/Accounts/{id}")).await;
-    assert_eq!(record["data"][0]["Territories"][0]["Name"], "India");
+    let record = poll(&org, &format!("/crm/v8/Accounts/{id}"), |r| {
+        r["data"][0]["Territories"][0]["Name"] == "India"
+    })
+    .await;
+    assert_eq!(record["data"][0]["Territories"][0]["$assigned"], "manually");
 }
 
 #[tokio::test]
