@@ -905,6 +905,29 @@ mod tests {
     }
 
     #[test]
+    fn native_drift_is_in_the_same_range() {
+        let drifted = (0..2500)
+            .filter(|&i| {
+                let r = account(i, Layout::Native);
+                let want = expected_territory(
+                    i,
+                    text(&r, "Billing_Country").as_deref(),
+                    text(&r, "Billing_State").as_deref(),
+                );
+                let have: Vec<&str> = r["Territories"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["Name"].as_str().unwrap())
+                    .collect();
+                have != want.into_iter().collect::<Vec<_>>()
+            })
+            .count();
+        eprintln!("native seed: {drifted} of 2500 accounts differ from the spec");
+        assert!((375..=700).contains(&drifted), "{drifted}");
+    }
+
+    #[test]
     fn native_layout_has_rule_assigned_memberships() {
         let automatic = (0..2500)
             .flat_map(|i| {
