@@ -1953,3 +1953,29 @@ async fn unknown_paths_and_methods_answer_zoho_errors() {
     let stats = org.sandbox.stats().await;
     assert_eq!(stats.by_status["404"], 2);
 }
+
+#[tokio::test]
+async fn page_tokens_stop_at_the_100000th_record() {
+    let org = Org::start(SandboxConfig {
+        seed: Seed::Large { accounts: 100_500 },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let mut path = "/crm/v8/Accounts?fields=id&sort_order=asc".to_string();
+    let mut seen = 0;
+    loop {
+        let (status, body) = org.get(&path).await;
+        if status == StatusCode::BAD_REQUEST {
+            assert_error(&(status, body.clone()), 400, "PAGINATION_LIMIT_EXCEEDED");
+            assert_eq!(body["details"]["param_name"], "page_token");
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        seen += body["data"].as_array().unwrap().len();
+        let token = body["info"]["next_page_token"]
+            .as_str()
+            .expect("more to read");
+        path = format!("/crm/v8/Accounts?fields=id&sort_order=asc&page_token={token}");
+    }
+    assert_eq!(seen, 100_000);
+}

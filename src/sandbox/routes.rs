@@ -985,14 +985,8 @@ impl App {
                 StatusCode::NO_CONTENT
             });
         }
-        let more = more
-            || (offset + records.len() >= DISCRETE_LIMIT
-                && !token_mode
-                && store.count(module) > DISCRETE_LIMIT
-                && q.ids.is_none()
-                && q.territory.is_none());
-        let next = (more && offset + records.len() < TOKEN_LIMIT + per_page)
-            .then(|| self.page_token(offset + records.len(), bind, now));
+        // A token past the 100,000th record is still issued; using it is what Zoho refuses.
+        let next = more.then(|| self.page_token(offset + records.len(), bind, now));
         let previous = (token_mode && offset > 0)
             .then(|| self.page_token(offset.saturating_sub(per_page), bind, now));
         let expiry = next
