@@ -15,6 +15,8 @@ pub const MAX_LIMIT: usize = 2000;
 pub const MAX_REACH: usize = 100_000;
 pub const DEFAULT_LIMIT: usize = 200;
 pub const MAX_IN_VALUES: usize = 100;
+/// Conditions one WHERE clause may hold (COQL limitations page).
+pub const MAX_CRITERIA: usize = 25;
 
 /// A parse or validation failure, already in Zoho's terms.
 #[derive(Debug, Clone, PartialEq)]
@@ -535,6 +537,13 @@ pub fn parse(src: &str) -> Result<Query, CoqlError> {
     if p.peek().is_some() {
         return Err(p.error_here());
     }
+    if filter.count() > MAX_CRITERIA {
+        return Err(CoqlError::new(
+            "LIMIT_EXCEEDED",
+            "too many criteria in the where clause",
+            json!({"clause": "where", "limit": MAX_CRITERIA}),
+        ));
+    }
     if limit == 0 || limit > MAX_LIMIT {
         return Err(CoqlError::new(
             "INVALID_QUERY",
@@ -828,6 +837,15 @@ mod tests {
             .join(",");
         let e = parse(&format!("select id from Accounts where id in ({in_list})")).unwrap_err();
         assert_eq!(e.code, "LIMIT_EXCEEDED");
+        let mut many = "id = 0".to_string();
+        for i in 1..26 {
+            many = format!("({many} or id = {i})");
+        }
+        let e = parse(&format!("select id from Accounts where {many}")).unwrap_err();
+        assert_eq!(
+            (e.code, e.details["limit"].clone()),
+            ("LIMIT_EXCEEDED", json!(25))
+        );
     }
 
     #[test]

@@ -8,24 +8,24 @@
 //! It is built from the reference (`zoho-crm-api.md` and Zoho's OpenAPI files), never from
 //! realign's client, so a misreading on either side shows up as a failing test:
 //!
-//! - [`routes`] is the HTTP edge: authentication, limits, faults, Zoho's status codes and
+//! - `routes` is the HTTP edge: authentication, limits, faults, Zoho's status codes and
 //!   bodies.
-//! - [`store`] holds the org (modules, fields, records, territories) with no HTTP types.
-//! - [`coql`] parses and evaluates the COQL subset; [`limits`] holds the concurrency gates
-//!   and the credit ledger; [`faults`] the seeded fault stream; [`auth`] the tokens;
-//!   [`seed`] the generated orgs; [`state_file`] persistence; [`bulk`] the Bulk APIs.
+//! - `store` holds the org (modules, fields, records, territories) with no HTTP types.
+//! - `coql` parses and evaluates the COQL subset; `limits` holds the concurrency gates
+//!   and the credit ledger; `faults` the seeded fault stream; `auth` the tokens; `seed`
+//!   the generated orgs; `state_file` persistence; `bulk` the Bulk APIs.
 //!
 //! What is emulated and how each unconfirmed fact was decided is in `docs/sandbox.md`.
 
-pub mod auth;
-pub mod bulk;
-pub mod coql;
-pub mod faults;
-pub mod limits;
-pub mod routes;
-pub mod seed;
-pub mod state_file;
-pub mod store;
+pub(crate) mod auth;
+pub(crate) mod bulk;
+pub(crate) mod coql;
+pub(crate) mod faults;
+pub(crate) mod limits;
+pub(crate) mod routes;
+pub(crate) mod seed;
+pub(crate) mod state_file;
+pub(crate) mod store;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -57,8 +57,6 @@ pub enum StoreError {
     TerritoryLimit { limit: usize },
     #[error("a territory job for the record is already pending as `{job_id}`")]
     AlreadyScheduled { job_id: String },
-    #[error("territory management is not enabled in this org")]
-    TerritoriesNotEnabled,
     #[error("{}", .0.message)]
     Coql(CoqlError),
 }
