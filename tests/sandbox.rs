@@ -1979,3 +1979,61 @@ async fn page_tokens_stop_at_the_100000th_record() {
     }
     assert_eq!(seen, 100_000);
 }
+
+#[tokio::test]
+async fn state_file_is_written_while_running_not_only_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let org = Org::start(SandboxConfig {
+        state_file: Some(path.clone()),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let (status, _) = org
+        .put(
+            "/crm/v8/Accounts",
+            json!({"data": [{"id": account_id(33), "Territory": "Nordics"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut written = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        if text.contains(&account_id(33)) && text.contains("Nordics") {
+            written = true;
+            break;
+        }
+    }
+    assert!(
+        written,
+        "the change reached the state file without a shutdown"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "state.json")
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[tokio::test]
+async fn wrong_refresh_token_is_invalid_code() {
+    let org = Org::demo().await;
+    let body: Value = org
+        .http
+        .post(org.url("/oauth/v2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", sandbox::CLIENT_ID),
+            ("client_secret", sandbox::CLIENT_SECRET),
+            ("refresh_token", "1000.stale"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body, json!({"error": "invalid_code"}));
+}
