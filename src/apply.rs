@@ -38,6 +38,9 @@ pub struct Report {
     pub not_sent: Vec<Id>,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
+    /// Native mode: records whose change Zoho accepted as a background job (202
+    /// `SCHEDULED`), with the job id; never re-sent while pending, verified later.
+    pub pending: Vec<(Id, Option<String>)>,
 }
 
 impl Report {
@@ -128,6 +131,9 @@ pub async fn execute(
     plan: &Plan,
     opts: Options,
 ) -> Result<Report, std::io::Error> {
+    if plan.mode == crate::spec::Mode::Native {
+        return execute_native(client, plan, opts).await;
+    }
     let run_id = new_run_id();
     let (journal, journal_path) = Journal::open(opts.journal_dir.as_deref(), &run_id)?;
     journal.write(json!({
@@ -319,4 +325,224 @@ async fn send_batch(run: &Run, batch: &Batch, round: usize, i: usize) -> Vec<Res
     let n = run.done.fetch_add(batch.len(), Ordering::Relaxed) + batch.len();
     (run.progress)(n.min(run.total), run.total);
     outcomes
+}
+
+/// One assign or remove step of one record, in native mode.
+#[derive(Clone)]
+struct Step {
+    id: Id,
+    territories: Vec<Id>,
+}
+
+/// Where one record stands during a native apply.
+#[derive(Default)]
+struct RecordState {
+    failed: Option<Failure>,
+    pending: Option<Option<String>>,
+    not_sent: bool,
+}
+
+/// Native mode: assigns, then removes (records at Zoho's membership cap remove first, so
+/// the assign has room). A record whose assign failed or is still a pending job keeps its
+/// old membership: removing it would leave the record in no territory.
+async fn execute_native(
+    client: Arc<Client>,
+    plan: &Plan,
+    opts: Options,
+) -> Result<Report, std::io::Error> {
+    let run_id = new_run_id();
+    let (journal, journal_path) = Journal::open(opts.journal_dir.as_deref(), &run_id)?;
+    journal.write(json!({
+        "event": "start", "run_id": run_id, "spec_digest": plan.spec.digest, "mode": "native",
+        "target": plan.target.api_domain, "changes": plan.changes.len(), "at": chrono::Utc::now().to_rfc3339(),
+    }));
+    let run = Arc::new(Run {
+        client,
+        journal,
+        module: plan.module,
+        field: String::new(),
+        stop: opts.stop.clone(),
+        fatal: Mutex::new(None),
+        done: Default::default(),
+        total: plan.changes.len(),
+        progress: opts.progress,
+    });
+    let cap = crate::plan::native::membership_cap(plan.module);
+    let tight = |c: &&crate::plan::Change| c.before.territories.len() + c.assign.len() > cap;
+    let step = |c: &crate::plan::Change, list: &[crate::plan::TerritoryRef]| Step {
+        id: c.account_id.clone(),
+        territories: list.iter().map(|t| t.id.clone()).collect(),
+    };
+    let mut state: std::collections::HashMap<Id, RecordState> = plan
+        .changes
+        .iter()
+        .map(|c| (c.account_id.clone(), RecordState::default()))
+        .collect();
+    let removes_first: Vec<Step> = plan
+        .changes
+        .iter()
+        .filter(|c| !c.remove.is_empty())
+        .filter(tight)
+        .map(|c| step(c, &c.remove))
+        .collect();
+    let assigns: Vec<Step> = plan
+        .changes
+        .iter()
+        .filter(|c| !c.assign.is_empty())
+        .map(|c| step(c, &c.assign))
+        .collect();
+    let removes_after: Vec<Step> = plan
+        .changes
+        .iter()
+        .filter(|c| !c.remove.is_empty())
+        .filter(|c| !tight(c))
+        .map(|c| step(c, &c.remove))
+        .collect();
+    for (remove, steps) in [
+        (true, removes_first),
+        (false, assigns),
+        (true, removes_after),
+    ] {
+        // Skip records already failed or pending (never re-sent while pending).
+        let steps: Vec<Step> = steps
+            .into_iter()
+            .filter(|s| {
+                state
+                    .get(&s.id)
+                    .is_some_and(|r| r.failed.is_none() && r.pending.is_none() && !r.not_sent)
+            })
+            .collect();
+        native_phase(&run, remove, steps, &mut state).await;
+    }
+    let mut report = Report {
+        run_id,
+        journal: journal_path,
+        ..Report::default()
+    };
+    for c in &plan.changes {
+        let st = state.remove(&c.account_id).unwrap_or_default();
+        if let Some(f) = st.failed {
+            report.failed.push(f);
+        } else if let Some(job) = st.pending {
+            report.pending.push((c.account_id.clone(), job));
+        } else if st.not_sent {
+            report.not_sent.push(c.account_id.clone());
+        } else {
+            report.applied.push(c.account_id.clone());
+        }
+    }
+    report
+        .applied
+        .sort_by(|a, b| a.numeric_key().cmp(&b.numeric_key()));
+    report
+        .failed
+        .sort_by(|a, b| a.id.numeric_key().cmp(&b.id.numeric_key()));
+    report.stopped = run.fatal.lock().expect("lock").take().or_else(|| {
+        opts.stop.load(Ordering::SeqCst).then(|| {
+            "interrupted: batches in flight were finished, the rest were not sent".to_string()
+        })
+    });
+    run.journal.write(json!({
+        "event": "end", "applied": report.applied.len(), "failed": report.failed.len(), "pending": report.pending.len(),
+        "not_sent": report.not_sent.len(), "stopped": report.stopped, "at": chrono::Utc::now().to_rfc3339(),
+    }));
+    Ok(report)
+}
+
+/// One phase (all assigns, or all removes) in batches of 10, with busy records retried.
+async fn native_phase(
+    run: &Arc<Run>,
+    remove: bool,
+    mut steps: Vec<Step>,
+    state: &mut std::collections::HashMap<Id, RecordState>,
+) {
+    let op = if remove { "remove" } else { "assign" };
+    for round in 0..=RETRY_ROUNDS {
+        if steps.is_empty() {
+            return;
+        }
+        let launch = Arc::new(Semaphore::new(run.client.pacer().limits().0.max(1)));
+        let mut tasks = JoinSet::new();
+        for (i, batch) in steps
+            .chunks(crate::plan::native::ACTION_BATCH_MAX)
+            .map(<[Step]>::to_vec)
+            .enumerate()
+        {
+            let permit = launch.clone().acquire_owned().await.expect("never closed");
+            if run.stop.load(Ordering::SeqCst) || run.fatal.lock().expect("lock").is_some() {
+                for s in batch {
+                    if let Some(r) = state.get_mut(&s.id) {
+                        r.not_sent = true;
+                    }
+                }
+                continue;
+            }
+            let run = run.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                run.journal.write(json!({
+                    "event": "batch", "op": op, "round": round, "batch": i,
+                    "ids": batch.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+                    "territories": batch.iter().map(|s| s.territories.iter().map(Id::as_str).collect::<Vec<_>>()).collect::<Vec<_>>(),
+                }));
+                let pairs: Vec<(Id, Vec<Id>)> = batch.iter().map(|s| (s.id.clone(), s.territories.clone())).collect();
+                let result = records::territory_action(&run.client, run.module, remove, &pairs).await;
+                let outcomes: Vec<records::ActionOutcome> = match result {
+                    Ok(o) => o,
+                    Err(e) => {
+                        let (code, message) = match &e {
+                            ZohoError::Api { code, message, .. } => (code.clone(), message.clone()),
+                            ZohoError::GaveUp { .. } => ("GAVE_UP".to_string(), e.to_string()),
+                            _ => ("NOT_APPLIED".to_string(), e.to_string()),
+                        };
+                        if !matches!(e, ZohoError::Api { .. } | ZohoError::GaveUp { .. } | ZohoError::Garbage { .. }) {
+                            run.fatal.lock().expect("lock").get_or_insert_with(|| e.to_string());
+                            run.stop.store(true, Ordering::SeqCst);
+                        }
+                        vec![records::ActionOutcome::Failed { code, message }; batch.len()]
+                    }
+                };
+                for (s, o) in batch.iter().zip(&outcomes) {
+                    run.journal.write(json!({"event": "result", "op": op, "batch": i, "id": s.id.as_str(), "outcome": format!("{o:?}")}));
+                }
+                (batch, outcomes)
+            });
+        }
+        let mut again = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (batch, outcomes) = joined.expect("apply task panicked");
+            for (s, o) in batch.into_iter().zip(outcomes) {
+                let Some(r) = state.get_mut(&s.id) else {
+                    continue;
+                };
+                match o {
+                    records::ActionOutcome::Done | records::ActionOutcome::Converged => {}
+                    records::ActionOutcome::Scheduled { job_id } => r.pending = Some(job_id),
+                    records::ActionOutcome::HeldByRule { message } => {
+                        r.failed = Some(Failure {
+                            id: s.id.clone(),
+                            code: "NOT_ALLOWED".into(),
+                            message: format!(
+                                "held by a Zoho territory rule, left as it is: {message}"
+                            ),
+                        })
+                    }
+                    records::ActionOutcome::Failed { code, message } => {
+                        if TRANSIENT_CODES.contains(&code.as_str()) && round < RETRY_ROUNDS {
+                            again.push(s);
+                        } else {
+                            r.failed = Some(Failure {
+                                id: s.id.clone(),
+                                code,
+                                message,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let n = run.done.load(Ordering::Relaxed);
+        (run.progress)(n, run.total);
+        steps = again;
+    }
 }

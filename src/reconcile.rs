@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context, Result};
 use crate::apply;
 use crate::plan::{self, render, OrgState, Plan, PlanContext, Target as PlanTarget};
 use crate::run::Exit;
-use crate::spec::{self, Spec};
+use crate::spec::{self, Mode, Spec};
 use crate::zoho::records::{self, ReadRequest};
 use crate::zoho::Client;
 
@@ -29,17 +29,43 @@ pub async fn fetch(client: &Client, spec: &Spec) -> Result<OrgState> {
         rule_fields: &rule_fields,
     };
     let started = Instant::now();
-    let org = records::fetch_all(client, &req, |n| {
-        tracing::debug!(records = n, "read");
-    })
-    .await
-    .with_context(|| format!("cannot read {} from Zoho", spec.org.module))?;
+    let org = match spec.org.mode {
+        Mode::Field => records::fetch_all(client, &req, |n| {
+            tracing::debug!(records = n, "read");
+        })
+        .await
+        .with_context(|| format!("cannot read {} from Zoho", spec.org.module))?,
+        Mode::Native => fetch_native(client, spec, &req).await?,
+    };
     eprintln!(
         "read {} {} in {:.1} s",
         render::thousands(org.records.len() as u64),
         spec.org.module,
         started.elapsed().as_secs_f64()
     );
+    Ok(org)
+}
+
+/// Native mode: the territory list, every record's memberships, and (where the list
+/// read did not say) who assigned the memberships in declared territories.
+async fn fetch_native(client: &Client, spec: &Spec, req: &ReadRequest<'_>) -> Result<OrgState> {
+    let territories = records::fetch_territories(client)
+        .await
+        .context("cannot read the org's territories")?;
+    let mut org = records::fetch_all_listed(client, req, None)
+        .await
+        .with_context(|| format!("cannot read {} from Zoho", spec.org.module))?;
+    if let Ok(refs) = plan::native::resolve_territories(spec, &territories) {
+        let declared: HashSet<spec::Id> = refs.into_iter().map(|r| r.id).collect();
+        let asked =
+            records::fill_unknown_ownership(client, req, &mut org, |m| declared.contains(&m.id))
+                .await
+                .context("cannot read who assigned the records' territories")?;
+        if asked > 0 {
+            eprintln!("asked {asked} records one by one who assigned their territories (the list read did not say)");
+        }
+    }
+    org.territories = territories;
     Ok(org)
 }
 
@@ -78,15 +104,87 @@ pub async fn read_back(
         territory_field: field.as_deref(),
         rule_fields: &rule_fields,
     };
-    let full_pages = records_total.div_ceil(records::COQL_LIMIT).max(1);
-    let mut org = if full_pages <= ids.len().div_ceil(100) {
-        records::fetch_all(client, &req, |_| {}).await?
-    } else {
-        records::fetch_ids(client, &req, ids).await?
+    let id_pages = ids.len().div_ceil(100);
+    let mut org = match spec.org.mode {
+        Mode::Field if records_total.div_ceil(records::COQL_LIMIT).max(1) <= id_pages => {
+            records::fetch_all(client, &req, |_| {}).await?
+        }
+        Mode::Field => records::fetch_ids(client, &req, ids).await?,
+        Mode::Native if records_total.div_ceil(200).max(1) <= id_pages => {
+            records::fetch_all_listed(client, &req, None).await?
+        }
+        Mode::Native => records::fetch_all_listed(client, &req, Some(ids)).await?,
     };
     let wanted: HashSet<&spec::Id> = ids.iter().collect();
     org.records.retain(|r| wanted.contains(&r.id));
     Ok(org)
+}
+
+/// Scheduled (202) changes finish in the background: re-read those records once a second
+/// for up to 30 s until they hold what was planned. Never re-sends them.
+async fn wait_for_jobs(
+    client: &Client,
+    spec: &Spec,
+    plan: &Plan,
+    report: &apply::Report,
+    mut org: OrgState,
+) -> Result<OrgState> {
+    if report.pending.is_empty() {
+        return Ok(org);
+    }
+    let want: HashMap<&spec::Id, Option<&str>> = plan
+        .changes
+        .iter()
+        .map(|c| (&c.account_id, c.after.as_deref()))
+        .collect();
+    for _ in 0..30 {
+        let waiting: Vec<spec::Id> = report
+            .pending
+            .iter()
+            .map(|(id, _)| id)
+            .filter(|id| {
+                org.records.iter().find(|r| &r.id == *id).is_none_or(|r| {
+                    held_value(plan, r).as_deref() != want.get(id).copied().flatten()
+                })
+            })
+            .cloned()
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        eprintln!("waiting for {} scheduled territory jobs ...", waiting.len());
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let fresh = read_back(client, spec, plan.summary.records as usize, &waiting).await?;
+        for rec in fresh.records {
+            if let Some(slot) = org.records.iter_mut().find(|r| r.id == rec.id) {
+                *slot = rec;
+            }
+        }
+    }
+    Ok(org)
+}
+
+/// What a record holds, in the terms of `Change::after`: the field's value, or in native
+/// mode its declared territories, joined.
+pub fn held_value(plan: &Plan, rec: &plan::Record) -> Option<String> {
+    match plan.mode {
+        Mode::Field => rec
+            .territory
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
+        Mode::Native => {
+            let declared: HashSet<&spec::Id> = plan.declared.iter().map(|t| &t.id).collect();
+            let names: std::collections::BTreeSet<&str> = rec
+                .memberships
+                .iter()
+                .filter(|m| declared.contains(&m.id))
+                .map(|m| m.name.as_str())
+                .collect();
+            (!names.is_empty()).then(|| names.into_iter().collect::<Vec<_>>().join(", "))
+        }
+    }
 }
 
 /// Reads the changed records back (the cheaper of a full read and id lookups) and
@@ -97,15 +195,18 @@ pub async fn verify(
     plan: &Plan,
     report: &apply::Report,
 ) -> Result<Vec<String>> {
-    let org = read_back(client, spec, plan.summary.records as usize, &report.applied)
+    let mut check: Vec<spec::Id> = report.applied.clone();
+    check.extend(report.pending.iter().map(|(id, _)| id.clone()));
+    let org = read_back(client, spec, plan.summary.records as usize, &check)
         .await
         .context("cannot read the changed records back to verify them")?;
-    let now: HashMap<&spec::Id, Option<&str>> = org
+    let org = wait_for_jobs(client, spec, plan, report, org).await?;
+    let now: HashMap<&spec::Id, Option<String>> = org
         .records
         .iter()
-        .map(|r| (&r.id, r.territory.as_deref().map(str::trim)))
+        .map(|r| (&r.id, held_value(plan, r)))
         .collect();
-    let applied: HashSet<&spec::Id> = report.applied.iter().collect();
+    let applied: HashSet<&spec::Id> = check.iter().collect();
     let mut missing = Vec::new();
     for c in plan
         .changes
@@ -114,11 +215,11 @@ pub async fn verify(
     {
         let want = c.after.as_deref();
         match now.get(&c.account_id) {
-            Some(v) if *v == want => {}
+            Some(v) if v.as_deref() == want => {}
             Some(v) => missing.push(format!(
                 "{}: Zoho holds `{}`, not `{}` (reverted by a workflow or another integration?)",
                 c.account_id,
-                v.unwrap_or("(none)"),
+                v.as_deref().unwrap_or("(none)"),
                 want.unwrap_or("(none)")
             )),
             None => missing.push(format!("{}: the record is gone", c.account_id)),
@@ -137,11 +238,26 @@ pub async fn verify(
 }
 
 pub async fn run_apply(client: Arc<Client>, plan: &Plan, spec: &Spec) -> Result<apply::Report> {
+    run_apply_until(client, plan, spec, async {
+        shutdown_signal().await;
+        eprintln!("interrupted: finishing the batches in flight, sending no more");
+    })
+    .await
+}
+
+/// [`run_apply`] that stops launching batches when `stop` resolves instead of on a
+/// signal, for `watch`, which owns the signals. The flag apply sets on a fatal error
+/// stays private to this apply, so it cannot stop the caller.
+pub async fn run_apply_until(
+    client: Arc<Client>,
+    plan: &Plan,
+    spec: &Spec,
+    stop_when: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<apply::Report> {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let watcher = tokio::spawn(async move {
-        shutdown_signal().await;
-        eprintln!("interrupted: finishing the batches in flight, sending no more");
+        stop_when.await;
         stop2.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     let started = Instant::now();
@@ -248,6 +364,12 @@ pub async fn shutdown_signal() {
 pub fn report_exit(report: &apply::Report, plan: &Plan) -> Exit {
     for f in &report.failed {
         eprintln!("not changed: {} `{}` {}", f.id, f.code, f.message);
+    }
+    if !report.pending.is_empty() {
+        eprintln!(
+            "scheduled: Zoho took {} records' changes as background jobs; they are not re-sent, and are checked when the jobs finish",
+            report.pending.len()
+        );
     }
     if !report.not_sent.is_empty() {
         eprintln!(

@@ -18,7 +18,7 @@ use crate::plan::{self, render, Plan, Target as PlanTarget};
 use crate::reconcile::{fetch, make_plan, read_back, read_request, report_exit, run_apply, verify};
 use crate::sandbox::{self, SandboxConfig};
 use crate::session::{sandbox_connection, Session};
-use crate::spec::{self, Mode, Spec};
+use crate::spec::{self, Spec};
 use crate::zoho::records::{self, ReadRequest};
 use crate::zoho::Client;
 
@@ -40,7 +40,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Schema(a) => schema(a),
         Command::Sandbox(a) => sandbox_cmd(a).await,
         Command::Explain(a) => explain(&a.account_id, &a.dir).await,
-        Command::Watch(_) => bail!("`realign watch` is not built yet (issue #7): run `realign plan` and `realign apply` instead"),
+        Command::Watch(a) => crate::watch::watch(a).await,
         Command::Import(_) => bail!("`realign import` is not built yet (issue #5)"),
     }
 }
@@ -60,14 +60,7 @@ pub fn out(text: &str) -> Result<()> {
 }
 
 fn load_spec(dir: &Path) -> Result<Spec> {
-    let spec = spec::load_dir(dir)?;
-    if spec.org.mode == Mode::Native {
-        bail!(
-            "{}: `mode: native` is not built yet (issue #5); use `mode: field`",
-            dir.join(spec::load::ORG_FILE).display()
-        );
-    }
-    Ok(spec)
+    Ok(spec::load_dir(dir)?)
 }
 
 async fn plan_cmd(args: PlanArgs) -> Result<Exit> {
@@ -249,7 +242,7 @@ async fn apply_reviewed(
             stale.push(format!("{}: the record is gone", c.account_id));
             continue;
         };
-        let value = norm(rec.territory.as_deref());
+        let value = norm(crate::reconcile::held_value(&reviewed, rec).as_deref());
         if value == norm(c.after.as_deref()) {
             done_already += 1;
             continue;
@@ -451,14 +444,24 @@ async fn explain(account: &str, dir: &Path) -> Result<Exit> {
         territory_field: field.as_deref(),
         rule_fields: &rule_fields,
     };
-    let found = records::fetch_ids(&session.client, &req, std::slice::from_ref(&id)).await;
+    let found = match spec.org.mode {
+        spec::Mode::Field => {
+            records::fetch_ids(&session.client, &req, std::slice::from_ref(&id)).await
+        }
+        // One record with every field: its memberships carry `$assigned` for sure.
+        spec::Mode::Native => records::fetch_one(&session.client, &req, &id)
+            .await
+            .map(|r| plan::OrgState {
+                records: r.into_iter().collect(),
+                territories: Vec::new(),
+            }),
+    };
     session.close().await?;
     let org = found?;
     let Some(rec) = org.records.first() else {
         bail!(
-            "no {} record has id `{id}` in {}",
-            spec.org.module,
-            "the org"
+            "no {} record has id `{id}` in the org: check the id",
+            spec.org.module
         );
     };
     out(&crate::plan::explain::explain(&spec, rec))?;

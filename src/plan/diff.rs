@@ -2,6 +2,8 @@
 
 use crate::spec::{Diagnostic, Resolution, Spec, Unmatched};
 
+use crate::spec::Mode;
+
 use super::types::{
     Before, Change, ChangeKind, Cost, OrgState, Plan, SpecInfo, Summary, Target, FORMAT_VERSION,
 };
@@ -21,6 +23,9 @@ pub struct PlanContext {
 /// Diffs `org` against `spec`. Ambiguous records are errors (all of them listed),
 /// never guessed.
 pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<Diagnostic>> {
+    if spec.org.mode == Mode::Native {
+        return super::native::diff(spec, org, ctx);
+    }
     let mut changes = Vec::new();
     let mut errors = Vec::new();
     let mut summary = Summary {
@@ -74,9 +79,12 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
             before: Before {
                 value: rec.territory.clone(),
                 modified_time: rec.modified_time.clone(),
+                territories: Vec::new(),
             },
             after: desired.map(str::to_string),
             reason,
+            assign: Vec::new(),
+            remove: Vec::new(),
         });
     }
     if !errors.is_empty() {
@@ -91,7 +99,18 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
         .unwrap_or(UPDATE_BATCH_MAX)
         .clamp(1, UPDATE_BATCH_MAX);
     let cost = estimate(org.records.len(), &changes, batch);
-    Ok(Plan {
+    Ok(assemble(spec, ctx, summary, cost, changes))
+}
+
+/// A plan around its changes, with the spec and target it was made for.
+pub(super) fn assemble(
+    spec: &Spec,
+    ctx: &PlanContext,
+    summary: Summary,
+    cost: Cost,
+    changes: Vec<crate::plan::Change>,
+) -> Plan {
+    Plan {
         format_version: FORMAT_VERSION,
         realign_version: env!("CARGO_PKG_VERSION").to_string(),
         spec: SpecInfo {
@@ -106,7 +125,10 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
         summary,
         cost,
         changes,
-    })
+        held_by_rules: Vec::new(),
+        notes: Vec::new(),
+        declared: Vec::new(),
+    }
 }
 
 /// Destination territory by name (clears last), then record id in numeric order.

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::spec::{ClaimSource, Resolution, Spec, Unmatched};
 
-use super::types::Record;
+use super::types::{Assigned, Record};
 
 pub fn explain(spec: &Spec, rec: &Record) -> String {
     let mut s = String::new();
@@ -15,20 +15,50 @@ pub fn explain(spec: &Spec, rec: &Record) -> String {
         rec.id,
         rec.name.as_deref().unwrap_or("no name")
     );
-    let current = rec.territory.as_deref().filter(|t| !t.trim().is_empty());
+    let native = spec.org.mode == crate::spec::Mode::Native;
+    let names: Vec<String> = rec.memberships.iter().map(|m| m.name.clone()).collect();
+    let joined = names.join(", ");
+    let current = if native {
+        Some(joined.as_str()).filter(|j| !j.is_empty())
+    } else {
+        rec.territory.as_deref().filter(|t| !t.trim().is_empty())
+    };
     let _ = writeln!(s, "  current:  {}", current.unwrap_or("(none)"));
+    for m in &rec.memberships {
+        let (who, what) = match m.assigned {
+            Assigned::Manually => (
+                "manually",
+                "realign may change it if the spec declares the territory",
+            ),
+            Assigned::Automatically => ("by a Zoho territory rule", "realign never removes it"),
+            Assigned::Unknown => ("by an unknown hand", "Zoho did not say"),
+        };
+        let declared = if spec.territory_by_name(&m.name).is_some() {
+            ""
+        } else {
+            ", not declared in the spec"
+        };
+        let _ = writeln!(
+            s,
+            "  held:     {} ({}), assigned {who}{declared}: {what}",
+            m.name, m.id
+        );
+    }
     match spec.resolve(&rec.id, &rec.fields) {
         Resolution::Claimed { winner, losers } => {
             let t = &spec.territories[winner.territory];
+            let there = if native {
+                rec.memberships
+                    .iter()
+                    .any(|m| m.name.eq_ignore_ascii_case(&t.name))
+            } else {
+                current == Some(t.name.as_str())
+            };
             let _ = writeln!(
                 s,
                 "  desired:  {}{}",
                 t.name,
-                if current == Some(t.name.as_str()) {
-                    " (no change)"
-                } else {
-                    ""
-                }
+                if there { " (already there)" } else { "" }
             );
             let _ = writeln!(
                 s,

@@ -5,11 +5,12 @@
 
 pub mod diff;
 pub mod explain;
+pub mod native;
 pub mod render;
 pub mod types;
 
 pub use diff::{check_guardrails, diff, PlanContext};
 pub use types::{
-    Before, Change, ChangeKind, Cost, OrgState, Plan, Record, SpecInfo, Summary, Target,
-    FORMAT_VERSION,
+    Assigned, Before, Change, ChangeKind, Cost, HeldByRule, Membership, OrgState, OrgTerritory,
+    Plan, Record, SpecInfo, Summary, Target, TerritoryRef, FORMAT_VERSION,
 };

@@ -63,6 +63,9 @@ pub fn summary_line(plan: &Plan) -> String {
     if s.unmatched_kept > 0 {
         let _ = write!(line, ", {} unmatched kept", thousands(s.unmatched_kept));
     }
+    if s.held_by_rules > 0 {
+        let _ = write!(line, ", {} held by Zoho rules", thousands(s.held_by_rules));
+    }
     let _ = write!(
         line,
         ". Cost: {} read call{}, {} write call{} ({} records a call), {} credits",
@@ -139,9 +142,46 @@ pub fn text(plan: &Plan) -> String {
             );
         }
     }
+    out.push_str(&extras(plan));
     out.push('\n');
     out.push_str(&summary_line(plan));
     out.push('\n');
+    out
+}
+
+/// Memberships Zoho rules hold and planning notes, for text and markdown alike.
+fn extras(plan: &Plan) -> String {
+    let mut out = String::new();
+    if plan.summary.rule_assigned > 0 || !plan.held_by_rules.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nHeld by Zoho territory rules: {} memberships in declared territories; realign never removes them.",
+            thousands(plan.summary.rule_assigned)
+        );
+        if !plan.held_by_rules.is_empty() {
+            let _ = writeln!(
+                out,
+                "Of these, {} differ from the spec and stay as they are:",
+                plan.held_by_rules.len()
+            );
+        }
+        for h in &plan.held_by_rules {
+            let _ = writeln!(
+                out,
+                "  = {}  {}  in {} by a rule; the spec wants {}",
+                h.account_id,
+                h.name.as_deref().unwrap_or("-"),
+                h.territory.name,
+                h.wanted.as_deref().unwrap_or("(none)")
+            );
+        }
+    }
+    if !plan.notes.is_empty() {
+        out.push_str("\nNotes:\n");
+        for n in &plan.notes {
+            let _ = writeln!(out, "  ! {n}");
+        }
+    }
     out
 }
 
@@ -210,7 +250,11 @@ pub fn markdown(plan: &Plan) -> String {
     let full: Vec<String> = secs.iter().map(section_full).collect();
     let total: usize = head.len() + full.iter().map(String::len).sum::<usize>();
     let mut out = head;
-    if total <= MARKDOWN_BUDGET {
+    let extra = extras(plan);
+    if !extra.is_empty() && extra.len() < 20_000 {
+        let _ = writeln!(out, "<details><summary>Held by Zoho rules, and notes</summary>\n\n```{extra}```\n</details>\n");
+    }
+    if out.len() + total <= MARKDOWN_BUDGET {
         for s in full {
             out.push_str(&s);
         }
@@ -296,9 +340,12 @@ mod tests {
                 before: Before {
                     value: Some(territories[(i + 1) % 4].to_string()),
                     modified_time: Some("2026-11-02T09:14:07+00:00".into()),
+                    territories: vec![],
                 },
                 after: (i % 7 != 0).then(|| territories[i % 4].to_string()),
                 reason: "rule `x` in territories/x.yaml:5".into(),
+                assign: vec![],
+                remove: vec![],
             })
             .collect();
         Plan {
@@ -339,6 +386,9 @@ mod tests {
                 write_credits: 0,
             },
             changes,
+            held_by_rules: vec![],
+            notes: vec![],
+            declared: vec![],
         }
     }
 

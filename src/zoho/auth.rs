@@ -127,8 +127,13 @@ impl TokenSource {
     }
 
     fn store_cached(&self, t: &AccessToken) {
-        let Some(path) = self.cache_path() else { return };
-        let left = t.expires_at.saturating_duration_since(Instant::now()).as_secs();
+        let Some(path) = self.cache_path() else {
+            return;
+        };
+        let left = t
+            .expires_at
+            .saturating_duration_since(Instant::now())
+            .as_secs();
         let c = CachedToken {
             access_token: t.token.expose().to_string(),
             api_domain: t.api_domain.clone(),
@@ -331,7 +336,8 @@ mod tests {
     #[tokio::test]
     async fn the_disk_cache_is_private_and_keyed_by_client() {
         let dir = tempfile::tempdir().unwrap();
-        let src = TokenSource::new(reqwest::Client::new(), conn()).with_cache(dir.path().to_path_buf());
+        let src =
+            TokenSource::new(reqwest::Client::new(), conn()).with_cache(dir.path().to_path_buf());
         let t = AccessToken {
             token: Secret::new("1000.abc"),
             api_domain: "https://www.zohoapis.eu".into(),
@@ -342,15 +348,22 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         assert_eq!(src.load_cached().unwrap().token.expose(), "1000.abc");
         let mut other = conn();
         other.client_id = "another".into();
-        let src2 = TokenSource::new(reqwest::Client::new(), other).with_cache(dir.path().to_path_buf());
+        let src2 =
+            TokenSource::new(reqwest::Client::new(), other).with_cache(dir.path().to_path_buf());
         assert!(src2.load_cached().is_none());
         // A token about to expire is not reused.
-        src.store_cached(&AccessToken { expires_at: Instant::now() + Duration::from_secs(10), ..t });
+        src.store_cached(&AccessToken {
+            expires_at: Instant::now() + Duration::from_secs(10),
+            ..t
+        });
         assert!(src.load_cached().is_none());
     }
 

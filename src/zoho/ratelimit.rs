@@ -27,7 +27,12 @@ pub fn pause_for(h: &Headers<'_>, now_unix: u64) -> Option<Duration> {
     if limit <= 0.0 || remaining >= limit * LOW_WATER {
         return None;
     }
-    let reset: u64 = h.reset?.trim().parse::<f64>().ok().filter(|r| r.is_finite() && *r >= 0.0)? as u64;
+    let reset: u64 = h
+        .reset?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r >= 0.0)? as u64;
     // Values past a billion are epoch seconds (2001 onwards); smaller ones are a delta.
     let wait = if reset > 1_000_000_000 {
         if reset <= now_unix {
@@ -58,20 +63,33 @@ mod tests {
     const NOW: u64 = 1_764_000_000;
 
     fn h<'a>(l: &'a str, r: &'a str, reset: &'a str) -> Headers<'a> {
-        Headers { limit: Some(l), remaining: Some(r), reset: Some(reset) }
+        Headers {
+            limit: Some(l),
+            remaining: Some(r),
+            reset: Some(reset),
+        }
     }
 
     #[test]
     fn pauses_below_ten_percent_until_the_reset() {
-        assert_eq!(pause_for(&h("100", "9", "30"), NOW), Some(Duration::from_secs(30)));
+        assert_eq!(
+            pause_for(&h("100", "9", "30"), NOW),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(pause_for(&h("100", "10", "30"), NOW), None);
-        assert_eq!(pause_for(&h("100", "0", &(NOW + 42).to_string()), NOW), Some(Duration::from_secs(42)));
+        assert_eq!(
+            pause_for(&h("100", "0", &(NOW + 42).to_string()), NOW),
+            Some(Duration::from_secs(42))
+        );
     }
 
     #[test]
     fn never_stalls_on_a_past_or_absurd_reset() {
         assert_eq!(pause_for(&h("100", "1", &(NOW - 5).to_string()), NOW), None);
-        assert_eq!(pause_for(&h("100", "1", &(NOW + 86_400).to_string()), NOW), None);
+        assert_eq!(
+            pause_for(&h("100", "1", &(NOW + 86_400).to_string()), NOW),
+            None
+        );
         assert_eq!(pause_for(&h("100", "1", "999999"), NOW), None);
         assert_eq!(pause_for(&h("100", "1", "0"), NOW), None);
         assert_eq!(pause_for(&h("100", "1", "soon"), NOW), None);
@@ -81,7 +99,9 @@ mod tests {
 
     #[test]
     fn budget_refuses_what_cannot_finish() {
-        assert!(check_budget(70, Some(69)).unwrap_err().contains("needs about 70"));
+        assert!(check_budget(70, Some(69))
+            .unwrap_err()
+            .contains("needs about 70"));
         assert!(check_budget(70, Some(70)).is_ok());
         assert!(check_budget(70, None).is_ok());
     }
