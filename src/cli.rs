@@ -107,13 +107,24 @@ pub enum Drift {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
+    /// The spec directory (it may be a symlink that is swapped as a whole).
     #[arg(default_value = "territories")]
     pub dir: PathBuf,
-    /// Full resync period, e.g. `5m`, `30s`.
+    /// Full resync period, e.g. `5m`, `30s`: a plan against the org that finds hand edits.
     #[arg(long, default_value = "5m")]
     pub interval: String,
+    /// Records changed in Zoho by hand: `heal` writes the spec back, `report` logs them.
     #[arg(long, value_enum, default_value_t = Drift::Heal)]
     pub drift: Drift,
+    /// Quiet time after a file event before the spec is reloaded, e.g. `500ms`.
+    #[arg(long, default_value = "500ms")]
+    pub debounce: String,
+    /// Run `git pull --ff-only` in DIR's repository before each resync.
+    #[arg(long)]
+    pub git_pull: bool,
+    /// Serve `/healthz` and Prometheus `/metrics` here, e.g. `127.0.0.1:9464`.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -140,9 +151,21 @@ pub struct ExplainArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Where to write the spec.
+    /// Where to write the spec (an empty or new directory).
     #[arg(long, default_value = "territories")]
     pub out: PathBuf,
+    /// `field` (a record field holds the territory) or `native` (Territory Management).
+    #[arg(long, default_value = "field")]
+    pub mode: String,
+    /// Field mode: the API name of the field that holds the territory.
+    #[arg(long, default_value = "Territory")]
+    pub field: String,
+    /// Accounts, Contacts, Leads or Deals.
+    #[arg(long, default_value = "Accounts")]
+    pub module: String,
+    /// Overwrite a directory that already holds YAML files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

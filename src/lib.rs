@@ -8,14 +8,18 @@
 //! - [`zoho`] is the client: OAuth, HTTP, pacing and retry, endpoints (IO).
 //! - [`apply`] executes a plan batch by batch through the client, journaled (IO).
 //! - [`sandbox`] is the embedded Zoho-compatible server the CLI and the tests run (IO).
+//! - [`watch`] is the continuous mode: file events, periodic resync and backoff around
+//!   reconcile passes (IO).
 //! - [`session`] connects to one org for a run; [`reconcile`] holds the steps of a pass
 //!   (read, plan, apply, read back) that `plan`, `apply`, `demo` and `watch` share.
+//! - [`import`] writes a spec from the org's current state (pure).
 //! - [`settings`] merges the CLI, the environment and `realign.yaml` into one value.
 //! - [`cli`] holds the clap definitions and [`run`] dispatches a parsed command.
 
 pub mod apply;
 pub mod cli;
 pub mod edition;
+pub mod import;
 pub mod plan;
 pub mod reconcile;
 pub mod run;
@@ -23,4 +27,5 @@ pub mod sandbox;
 pub mod session;
 pub mod settings;
 pub mod spec;
+pub mod watch;
 pub mod zoho;

@@ -6,3 +6,4 @@ mod cli;
 mod client;
 mod examples;
 mod sandbox;
+mod watch;
