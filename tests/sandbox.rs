@@ -1564,7 +1564,7 @@ impl Oas {
                     if e.is_empty() {
                         return;
                     }
-                    if best.as_ref().map_or(true, |x| e.len() < x.len()) {
+                    if best.as_ref().is_none_or(|x| e.len() < x.len()) {
                         best = Some(e);
                     }
                 }

@@ -527,7 +527,7 @@ impl Store {
             }
         }
         for (column, _) in &q.order {
-            if kind(column).map_or(true, |k| k == Kind::Territories) {
+            if kind(column).is_none_or(|k| k == Kind::Territories) {
                 return Err(StoreError::Coql(CoqlError::invalid_column(column)));
             }
         }
