@@ -387,3 +387,130 @@ async fn a_suspend_file_holds_changes_and_metrics_count_the_passes() {
     assert_eq!(code, 0, "{}", watch.log());
     sb.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_mode_applies_spec_edits_but_leaves_drift_alone() {
+    let sb = crate::util::sandbox().await;
+    let w = Workdir::new();
+    let be = belgian_account(&sb).await;
+    let mut watch = Watch::start(
+        &w,
+        &sb,
+        &["territories", "--interval", "1s", "--drift", "report"],
+    );
+    watch.wait_passes(2, Duration::from_secs(60)).await;
+    assert_eq!(
+        puts(&sb).await,
+        0,
+        "drift is only reported:\n{}",
+        watch.log()
+    );
+    let log = watch.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("drift, left alone"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let drifted = line
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let drifted_was = territory(&sb, &drifted).await;
+
+    let emea = w.spec().join("emea");
+    save_atomically(&emea.join("france.yaml"), FRANCE);
+    save_atomically(&emea.join("benelux.yaml"), BENELUX);
+    wait_territory(&sb, &be, "France", Duration::from_secs(5)).await;
+    watch
+        .wait_passes(watch.passes() + 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        territory(&sb, &drifted).await,
+        drifted_was,
+        "drifted {drifted} left alone:\n{}",
+        watch.log()
+    );
+    let (code, _) = watch.terminate().await;
+    assert_eq!(code, 0, "{}", watch.log());
+    sb.shutdown().await.unwrap();
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=realign test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_pull_before_each_resync_applies_the_pushed_commit_and_survives_a_failed_pull() {
+    let sb = crate::util::sandbox().await;
+    let w = Workdir::new();
+    let root = w.path();
+    git(root, &["init", "--quiet", "--bare", "origin.git"]);
+    git(root, &["clone", "--quiet", "origin.git", "work"]);
+    crate::util::copy_dir(&w.spec(), &root.join("work/territories"));
+    git(&root.join("work"), &["checkout", "--quiet", "-b", "main"]);
+    git(&root.join("work"), &["add", "territories"]);
+    git(
+        &root.join("work"),
+        &["commit", "--quiet", "-m", "territories"],
+    );
+    git(&root.join("work"), &["push", "--quiet", "origin", "main"]);
+    git(
+        root,
+        &["clone", "--quiet", "--branch", "main", "origin.git", "live"],
+    );
+    let mut watch = Watch::start(
+        &w,
+        &sb,
+        &["live/territories", "--interval", "1s", "--git-pull"],
+    );
+    watch.wait_passes(1, Duration::from_secs(60)).await;
+    let be = belgian_account(&sb).await;
+
+    // A reviewed change is merged upstream; the watcher's checkout has not seen it.
+    fs::write(root.join("work/territories/emea/france.yaml"), FRANCE).unwrap();
+    fs::write(root.join("work/territories/emea/benelux.yaml"), BENELUX).unwrap();
+    git(
+        &root.join("work"),
+        &["commit", "--quiet", "-am", "Belgium moves to France"],
+    );
+    git(&root.join("work"), &["push", "--quiet", "origin", "main"]);
+    let commit = git(&root.join("work"), &["rev-parse", "HEAD"]);
+    wait_territory(&sb, &be, "France", Duration::from_secs(10)).await;
+    watch
+        .wait_log(&format!("applying {commit}"), Duration::from_secs(5))
+        .await;
+
+    // The remote goes away: the pull fails, is logged, and the loop goes on.
+    fs::rename(root.join("origin.git"), root.join("gone.git")).unwrap();
+    watch
+        .wait_log("`git pull --ff-only`", Duration::from_secs(10))
+        .await;
+    let n = watch.passes();
+    watch.wait_passes(n + 2, Duration::from_secs(15)).await;
+    assert_eq!(territory(&sb, &be).await, "France");
+    let (code, _) = watch.terminate().await;
+    assert_eq!(code, 0, "{}", watch.log());
+    sb.shutdown().await.unwrap();
+}
