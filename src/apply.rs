@@ -398,22 +398,34 @@ async fn execute_native(
         .filter(|c| !tight(c))
         .map(|c| step(c, &c.remove))
         .collect();
-    for (remove, steps) in [
-        (true, removes_first),
-        (false, assigns),
-        (true, removes_after),
-    ] {
-        // Skip records already failed or pending (never re-sent while pending).
-        let steps: Vec<Step> = steps
-            .into_iter()
-            .filter(|s| {
-                state
-                    .get(&s.id)
-                    .is_some_and(|r| r.failed.is_none() && r.pending.is_none() && !r.not_sent)
-            })
-            .collect();
-        native_phase(&run, remove, steps, &mut state).await;
+    let live =
+        |state: &std::collections::HashMap<Id, RecordState>, steps: Vec<Step>| -> Vec<Step> {
+            // Records already failed or pending are skipped: never re-sent while pending.
+            steps
+                .into_iter()
+                .filter(|s| {
+                    state
+                        .get(&s.id)
+                        .is_some_and(|r| r.failed.is_none() && r.pending.is_none() && !r.not_sent)
+                })
+                .collect()
+        };
+    let first = live(&state, removes_first);
+    native_phase(&run, true, first, &mut state).await;
+    let assign_steps = live(&state, assigns);
+    native_phase(&run, false, assign_steps.clone(), &mut state).await;
+    // A move whose assign Zoho scheduled waits for that job before its remove, so the
+    // record is never left in no territory.
+    let waiting: Vec<&Step> = assign_steps
+        .iter()
+        .filter(|s| state.get(&s.id).is_some_and(|r| r.pending.is_some()))
+        .filter(|s| removes_after.iter().any(|r| r.id == s.id))
+        .collect();
+    if !waiting.is_empty() {
+        wait_for_assigns(&run, &waiting, &mut state).await;
     }
+    let after = live(&state, removes_after);
+    native_phase(&run, true, after, &mut state).await;
     let mut report = Report {
         run_id,
         journal: journal_path,
@@ -447,6 +459,46 @@ async fn execute_native(
         "not_sent": report.not_sent.len(), "stopped": report.stopped, "at": chrono::Utc::now().to_rfc3339(),
     }));
     Ok(report)
+}
+
+/// Re-reads records whose assign is a pending job, once a second for up to 30 s, and
+/// clears the pending mark of those that now hold what was assigned.
+async fn wait_for_assigns(
+    run: &Arc<Run>,
+    waiting: &[&Step],
+    state: &mut std::collections::HashMap<Id, RecordState>,
+) {
+    let req = records::ReadRequest {
+        module: run.module,
+        territory_field: None,
+        rule_fields: &[],
+    };
+    let mut left: Vec<&Step> = waiting.to_vec();
+    for _ in 0..30 {
+        if left.is_empty() || run.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let ids: Vec<Id> = left.iter().map(|s| s.id.clone()).collect();
+        let Ok(now) = records::fetch_all_listed(&run.client, &req, Some(&ids)).await else {
+            continue;
+        };
+        left.retain(|s| {
+            let held = now.records.iter().find(|r| r.id == s.id).is_some_and(|r| {
+                s.territories
+                    .iter()
+                    .all(|t| r.memberships.iter().any(|m| &m.id == t))
+            });
+            if held {
+                if let Some(r) = state.get_mut(&s.id) {
+                    r.pending = None;
+                }
+                run.journal
+                    .write(json!({"event": "job_done", "op": "assign", "id": s.id.as_str()}));
+            }
+            !held
+        });
+    }
 }
 
 /// One phase (all assigns, or all removes) in batches of 10, with busy records retried.

@@ -41,7 +41,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Sandbox(a) => sandbox_cmd(a).await,
         Command::Explain(a) => explain(&a.account_id, &a.dir).await,
         Command::Watch(a) => crate::watch::watch(a).await,
-        Command::Import(_) => bail!("`realign import` is not built yet (issue #5)"),
+        Command::Import(a) => import_cmd(a).await,
     }
 }
 
@@ -292,7 +292,7 @@ async fn apply_reviewed(
         }
         let report = run_apply(session.client.clone(), &plan, spec).await?;
         exit = report_exit(&report, &plan);
-        if exit != Exit::Error && !report.applied.is_empty() {
+        if exit != Exit::Error && !(report.applied.is_empty() && report.pending.is_empty()) {
             let missing = verify(&session.client, spec, &plan, &report).await?;
             if !missing.is_empty() && exit == Exit::Success {
                 exit = Exit::Partial;
@@ -333,7 +333,7 @@ async fn apply_in_session(spec: &Spec, session: &Session, args: &ApplyArgs) -> R
     }
     let report = run_apply(session.client.clone(), &plan, spec).await?;
     let mut exit = report_exit(&report, &plan);
-    if exit != Exit::Error && !report.applied.is_empty() {
+    if exit != Exit::Error && !(report.applied.is_empty() && report.pending.is_empty()) {
         let missing = verify(&session.client, spec, &plan, &report).await?;
         if !missing.is_empty() && exit == Exit::Success {
             exit = Exit::Partial;
@@ -465,6 +465,90 @@ async fn explain(account: &str, dir: &Path) -> Result<Exit> {
         );
     };
     out(&crate::plan::explain::explain(&spec, rec))?;
+    Ok(Exit::Success)
+}
+
+async fn import_cmd(args: crate::cli::ImportArgs) -> Result<Exit> {
+    use crate::spec::types::{Guardrails, OrgFile, Pacing, Unmatched, ZohoSettings};
+    use crate::spec::{Mode, Module};
+    let mode = match args.mode.trim().to_ascii_lowercase().as_str() {
+        "field" => Mode::Field,
+        "native" => Mode::Native,
+        other => bail!("--mode `{other}`: use field or native"),
+    };
+    let module = match args.module.trim().to_ascii_lowercase().as_str() {
+        "accounts" => Module::Accounts,
+        "contacts" => Module::Contacts,
+        "leads" => Module::Leads,
+        "deals" => Module::Deals,
+        other => bail!("--module `{other}`: use Accounts, Contacts, Leads or Deals"),
+    };
+    crate::zoho::records::check_field_name(&args.field)?;
+    let has_yaml = std::fs::read_dir(&args.out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.ends_with(".yaml") || n.ends_with(".yml") || e.path().is_dir()
+        });
+    if has_yaml && !args.force {
+        bail!(
+            "`{}` already holds a spec: import into a new directory (`--out DIR`), or pass --force to overwrite its files",
+            args.out.display()
+        );
+    }
+    let org_file = OrgFile {
+        module,
+        mode,
+        field: (mode == Mode::Field).then(|| args.field.clone()),
+        zoho: ZohoSettings::default(),
+        exclusive: true,
+        unmatched: Unmatched::Keep,
+        guardrails: Guardrails::default(),
+        pacing: Pacing::default(),
+        freeze: Vec::new(),
+    };
+    let spec = Spec {
+        root: args.out.clone(),
+        org: org_file,
+        territories: Vec::new(),
+        digest: String::new(),
+    };
+    let session = Session::connect(&spec).await?;
+    let fetched = fetch(&session.client, &spec).await;
+    session.close().await?;
+    let org = fetched?;
+    let dc = std::env::var("ZOHO_DC")
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| "us".into());
+    let files = crate::import::render(
+        &org,
+        &crate::import::ImportSettings {
+            module,
+            mode,
+            field: args.field.clone(),
+            dc,
+            edition: spec.org.zoho.edition.unwrap_or_default().to_string(),
+        },
+    );
+    for (name, text) in &files {
+        write_atomic(&args.out.join(name), text.as_bytes())?;
+        out(&format!("{}\n", args.out.join(name).display()))?;
+    }
+    eprintln!(
+        "imported {} territories holding {} of {} {} into {}; `realign plan {}` shows no changes",
+        files.len() - 1,
+        org.records
+            .iter()
+            .filter(|r| r.territory.is_some() || !r.memberships.is_empty())
+            .count(),
+        org.records.len(),
+        module,
+        args.out.display(),
+        args.out.display()
+    );
     Ok(Exit::Success)
 }
 

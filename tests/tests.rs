@@ -5,5 +5,6 @@ mod util;
 mod cli;
 mod client;
 mod examples;
+mod native;
 mod sandbox;
 mod watch;

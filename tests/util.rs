@@ -16,8 +16,13 @@ pub struct Workdir {
 
 impl Workdir {
     pub fn new() -> Workdir {
+        Workdir::with_spec("territories")
+    }
+
+    /// A workdir whose `territories/` is a copy of `src` (relative to the repository).
+    pub fn with_spec(src: &str) -> Workdir {
         let dir = tempfile::tempdir().expect("temp dir");
-        copy_dir(&Path::new(REPO).join("territories"), &dir.path().join("territories"));
+        copy_dir(&Path::new(REPO).join(src), &dir.path().join("territories"));
         Workdir { dir }
     }
 

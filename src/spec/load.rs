@@ -226,7 +226,11 @@ pub fn load_dir(dir: &Path) -> Result<Spec, SpecError> {
         }
     }
 
-    check_territories(&territories, &mut diags);
+    // Several territories may hold one record in native mode with `exclusive: false`.
+    let one_per_record = org
+        .as_ref()
+        .is_none_or(|o| o.mode == Mode::Field || o.exclusive);
+    check_territories(&territories, one_per_record, &mut diags);
     if territories.is_empty() && diags.is_empty() {
         diags.push(Diagnostic::new(
             dir,
@@ -509,7 +513,7 @@ fn compile_rules(
     out
 }
 
-fn check_territories(ts: &[Territory], diags: &mut Vec<Diagnostic>) {
+fn check_territories(ts: &[Territory], one_per_record: bool, diags: &mut Vec<Diagnostic>) {
     let mut by_name: BTreeMap<String, &Territory> = BTreeMap::new();
     for t in ts {
         if let Some(prev) = by_name.insert(t.name.to_lowercase(), t) {
@@ -548,7 +552,7 @@ fn check_territories(ts: &[Territory], diags: &mut Vec<Diagnostic>) {
     for t in ts {
         for id in &t.ids {
             match explicit.get(id) {
-                Some(prev) if prev.priority == t.priority => {
+                Some(prev) if one_per_record && prev.priority == t.priority => {
                     let (l, c) = find(
                         &fs::read_to_string(&t.file).unwrap_or_default(),
                         id.as_str(),
