@@ -54,9 +54,15 @@ async fn plan_against(spec: &Spec, sb: &SandboxHandle) -> plan::Plan {
         territory_field: spec.org.field.as_deref(),
         rule_fields: &rule_fields,
     };
-    let org = records::fetch_all(&client, &req, |_| {}).await.expect("read");
+    let org = records::fetch_all(&client, &req, |_| {})
+        .await
+        .expect("read");
     let ctx = PlanContext {
-        target: Target { api_domain: sb.base_url(), org: None, sandbox: true },
+        target: Target {
+            api_domain: sb.base_url(),
+            org: None,
+            sandbox: true,
+        },
         git_commit: None,
     };
     plan::diff(spec, &org, &ctx).expect("plan")
@@ -77,12 +83,18 @@ async fn token(http: &reqwest::Client, base: &str) -> String {
         .json()
         .await
         .expect("token json");
-    v["access_token"].as_str().expect("access token").to_string()
+    v["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_string()
 }
 
 /// One PUT per account, as people write it; a failed call is a lost record.
 async fn naive(sb: &SandboxHandle, changes: &[Change], workers: usize, sleep: Duration) {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let base = sb.base_url();
     let tok = Arc::new(token(&http, &base).await);
     let queue = Arc::new(std::sync::Mutex::new(changes.to_vec()));
@@ -91,7 +103,9 @@ async fn naive(sb: &SandboxHandle, changes: &[Change], workers: usize, sleep: Du
         let (http, base, tok, queue) = (http.clone(), base.clone(), tok.clone(), queue.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                let Some(c) = queue.lock().unwrap().pop() else { break };
+                let Some(c) = queue.lock().unwrap().pop() else {
+                    break;
+                };
                 let body = json!({"data": [{"Territory": c.after}]});
                 let _ = http
                     .put(format!("{base}/crm/v8/Accounts/{}", c.account_id))
@@ -127,7 +141,11 @@ async fn realign_apply(spec: &Spec, sb: &SandboxHandle) {
         }
     };
     let ctx = PlanContext {
-        target: Target { api_domain: sb.base_url(), org: None, sandbox: true },
+        target: Target {
+            api_domain: sb.base_url(),
+            org: None,
+            sandbox: true,
+        },
         git_commit: None,
     };
     let plan = plan::diff(spec, &org, &ctx).expect("plan");
@@ -144,7 +162,12 @@ async fn realign_apply(spec: &Spec, sb: &SandboxHandle) {
     .await
     .expect("apply");
     if !report.complete() {
-        eprintln!("realign: {} failed, {} not sent, stopped: {:?}", report.failed.len(), report.not_sent.len(), report.stopped);
+        eprintln!(
+            "realign: {} failed, {} not sent, stopped: {:?}",
+            report.failed.len(),
+            report.not_sent.len(),
+            report.stopped
+        );
     }
     // The read-back `realign apply` does to verify (a full read is the cheaper one here).
     if let Err(e) = records::fetch_all(&client, &req, |_| {}).await {
@@ -163,20 +186,45 @@ fn peak_rss_mib() -> Option<f64> {
 async fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("territories");
     let spec = spec::load_dir(&root).expect("the example spec loads");
-    let latency: u64 = std::env::var("REALIGN_BENCH_LATENCY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
-    let wanted = std::env::var("REALIGN_BENCH_SCENARIOS").unwrap_or_else(|_| "alone,neighbour,faults".into());
-    let base = Faults { latency_ms: latency, ..Faults::default() };
+    let latency: u64 = std::env::var("REALIGN_BENCH_LATENCY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let wanted = std::env::var("REALIGN_BENCH_SCENARIOS")
+        .unwrap_or_else(|_| "alone,neighbour,faults".into());
+    let base = Faults {
+        latency_ms: latency,
+        ..Faults::default()
+    };
     let scenarios: Vec<(&'static str, Faults)> = vec![
         ("alone", base.clone()),
         (
             "neighbour",
-            Faults { neighbour_concurrency: EDITION.concurrency() / 2, neighbour_credits_per_min: 500, ..base.clone() },
+            Faults {
+                neighbour_concurrency: EDITION.concurrency() / 2,
+                neighbour_credits_per_min: 500,
+                ..base.clone()
+            },
         ),
-        ("faults", Faults { seed: 7, throttle_rate: 0.20, error_rate: 0.05, reset_rate: 0.01, ..base.clone() }),
+        (
+            "faults",
+            Faults {
+                seed: 7,
+                throttle_rate: 0.20,
+                error_rate: 0.05,
+                reset_rate: 0.01,
+                ..base.clone()
+            },
+        ),
     ];
 
     // The changes the naive loops send: the same ones realign plans, from a clean org.
-    let clean = sandbox::start(SandboxConfig { edition: EDITION, ..SandboxConfig::default() }).await.unwrap();
+    let clean = sandbox::start(SandboxConfig {
+        edition: EDITION,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
     let reference = plan_against(&spec, &clean).await;
     clean.shutdown().await.unwrap();
     let changes = reference.changes.clone();
@@ -191,15 +239,26 @@ async fn main() {
         if !wanted.split(',').any(|w| w.trim() == name) {
             continue;
         }
-        for method in ["naive loop", "naive loop, 25 at a time", "loop + sleep", "realign"] {
-            let sb = sandbox::start(SandboxConfig { edition: EDITION, faults: faults.clone(), ..SandboxConfig::default() })
-                .await
-                .unwrap();
+        for method in [
+            "naive loop",
+            "naive loop, 25 at a time",
+            "loop + sleep",
+            "realign",
+        ] {
+            let sb = sandbox::start(SandboxConfig {
+                edition: EDITION,
+                faults: faults.clone(),
+                ..SandboxConfig::default()
+            })
+            .await
+            .unwrap();
             eprintln!("{name}: {method} ...");
             let started = Instant::now();
             match method {
                 "naive loop" => naive(&sb, &changes, 1, Duration::ZERO).await,
-                "naive loop, 25 at a time" => naive(&sb, &changes, NAIVE_WORKERS, Duration::ZERO).await,
+                "naive loop, 25 at a time" => {
+                    naive(&sb, &changes, NAIVE_WORKERS, Duration::ZERO).await
+                }
                 "loop + sleep" => naive(&sb, &changes, 1, SLEEP).await,
                 _ => realign_apply(&spec, &sb).await,
             }
@@ -207,10 +266,18 @@ async fn main() {
             let stats = sb.stats().await;
             // Count what is still wrong with faults off: records lost by the method.
             let http = reqwest::Client::new();
-            let _ = http.post(format!("{}/__sandbox/faults", sb.base_url())).json(&json!({})).send().await;
+            let _ = http
+                .post(format!("{}/__sandbox/faults", sb.base_url()))
+                .json(&json!({}))
+                .send()
+                .await;
             let after = plan_against(&spec, &sb).await;
-            let token_calls: u64 =
-                stats.by_endpoint.iter().filter(|(k, _)| k.contains("/oauth/")).map(|(_, v)| *v).sum();
+            let token_calls: u64 = stats
+                .by_endpoint
+                .iter()
+                .filter(|(k, _)| k.contains("/oauth/"))
+                .map(|(_, v)| *v)
+                .sum();
             rows.push(Row {
                 scenario: name,
                 method,
@@ -239,8 +306,12 @@ async fn main() {
         );
     }
     for name in ["alone", "neighbour", "faults"] {
-        let naive = rows.iter().find(|r| r.scenario == name && r.method == "naive loop");
-        let ours = rows.iter().find(|r| r.scenario == name && r.method == "realign");
+        let naive = rows
+            .iter()
+            .find(|r| r.scenario == name && r.method == "naive loop");
+        let ours = rows
+            .iter()
+            .find(|r| r.scenario == name && r.method == "realign");
         if let (Some(n), Some(o)) = (naive, ours) {
             println!(
                 "\n{name}: realign took {:.1}% of the naive loop's wall time, with {} calls instead of {}",
@@ -261,5 +332,4 @@ async fn main() {
     if let Some(mib) = peak_rss_mib() {
         println!("peak memory of the benchmark process (sandbox included): {mib:.0} MiB");
     }
-
 }

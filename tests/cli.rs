@@ -14,7 +14,12 @@ async fn plan_apply_replan_converges_with_minimal_calls() {
     let sb = crate::util::sandbox().await;
     let w = Workdir::new();
 
-    let first = realign_async(w.path(), Some(&sb), &["plan", "territories", "--format", "json"]).await;
+    let first = realign_async(
+        w.path(),
+        Some(&sb),
+        &["plan", "territories", "--format", "json"],
+    )
+    .await;
     assert_eq!(code(&first), 0, "{}", stderr(&first));
     let plan = json(&first);
     assert_eq!(plan["format_version"], 1);
@@ -26,16 +31,35 @@ async fn plan_apply_replan_converges_with_minimal_calls() {
     }
     assert!(c["account_id"].is_string(), "ids are strings: {c}");
 
-    let applied = realign_async(w.path(), Some(&sb), &["apply", "territories", "--auto-approve"]).await;
+    let applied = realign_async(
+        w.path(),
+        Some(&sb),
+        &["apply", "territories", "--auto-approve"],
+    )
+    .await;
     assert_eq!(code(&applied), 0, "{}", stderr(&applied));
 
-    let second = realign_async(w.path(), Some(&sb), &["plan", "territories", "--format", "json"]).await;
-    assert_eq!(json(&second)["summary"]["changes"], 0, "{}", stdout(&second));
+    let second = realign_async(
+        w.path(),
+        Some(&sb),
+        &["plan", "territories", "--format", "json"],
+    )
+    .await;
+    assert_eq!(
+        json(&second)["summary"]["changes"],
+        0,
+        "{}",
+        stdout(&second)
+    );
 
     let stats = sb.stats().await;
     let records = plan["summary"]["records"].as_u64().unwrap();
     let pages = records.div_ceil(2000);
-    assert_eq!(calls(&stats, "PUT /crm/v8/Accounts"), changes.div_ceil(100), "{stats:?}");
+    assert_eq!(
+        calls(&stats, "PUT /crm/v8/Accounts"),
+        changes.div_ceil(100),
+        "{stats:?}"
+    );
     // Four full reads (plan; apply's plan and its read-back check; plan), each the
     // fewest COQL pages possible.
     assert_eq!(calls(&stats, "POST /crm/v8/coql"), 4 * pages, "{stats:?}");
@@ -94,7 +118,12 @@ async fn malformed_spec_applies_nothing_and_names_file_and_line() {
     for (what, file, text, needles) in cases {
         let w = Workdir::new();
         w.write(file, text);
-        let out = realign_async(w.path(), Some(&sb), &["apply", "territories", "--auto-approve"]).await;
+        let out = realign_async(
+            w.path(),
+            Some(&sb),
+            &["apply", "territories", "--auto-approve"],
+        )
+        .await;
         let err = stderr(&out);
         assert_eq!(code(&out), 1, "{what}: {err}");
         for n in *needles {
@@ -111,12 +140,24 @@ async fn guardrails_refuse_large_changes_unless_allowed() {
     let sb = crate::util::sandbox().await;
     let w = Workdir::new();
     let org = std::fs::read_to_string(w.spec().join("realign.yaml")).unwrap();
-    w.write("territories/realign.yaml", &org.replace("max_changes: 1500", "max_changes: 10"));
+    w.write(
+        "territories/realign.yaml",
+        &org.replace("max_changes: 1500", "max_changes: 10"),
+    );
     let out = realign_async(w.path(), Some(&sb), &["apply", "--auto-approve"]).await;
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(stderr(&out).contains("`max_changes` guardrail of 10"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`max_changes` guardrail of 10"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(calls(&sb.stats().await, "PUT "), 0);
-    let out = realign_async(w.path(), Some(&sb), &["apply", "--auto-approve", "--allow-large-change"]).await;
+    let out = realign_async(
+        w.path(),
+        Some(&sb),
+        &["apply", "--auto-approve", "--allow-large-change"],
+    )
+    .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     sb.shutdown().await.unwrap();
 }
@@ -133,11 +174,19 @@ async fn wrong_credentials_stop_before_any_read_and_never_print_secrets() {
         .env("ZOHO_REFRESH_TOKEN", "wrong-refresh-5678")
         .env("ZOHO_ACCOUNTS_URL", sb.base_url())
         .env("ZOHO_API_DOMAIN", sb.base_url());
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert_eq!(code(&out), 1, "{all}");
-    assert!(all.contains("ZOHO_CLIENT_SECRET") || all.contains("refresh token"), "{all}");
-    assert!(!all.contains("not-the-secret-1234") && !all.contains("wrong-refresh-5678"), "{all}");
+    assert!(
+        all.contains("ZOHO_CLIENT_SECRET") || all.contains("refresh token"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("not-the-secret-1234") && !all.contains("wrong-refresh-5678"),
+        "{all}"
+    );
     let stats = sb.stats().await;
     assert_eq!(calls(&stats, "/crm/"), 0, "{stats:?}");
     sb.shutdown().await.unwrap();
@@ -147,11 +196,18 @@ async fn wrong_credentials_stop_before_any_read_and_never_print_secrets() {
 fn partial_credentials_are_an_error() {
     let w = Workdir::new();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_realign"));
-    cmd.current_dir(w.path()).arg("plan").env("ZOHO_CLIENT_ID", "x");
-    cmd.env_remove("ZOHO_CLIENT_SECRET").env_remove("ZOHO_REFRESH_TOKEN");
+    cmd.current_dir(w.path())
+        .arg("plan")
+        .env("ZOHO_CLIENT_ID", "x");
+    cmd.env_remove("ZOHO_CLIENT_SECRET")
+        .env_remove("ZOHO_REFRESH_TOKEN");
     let out = cmd.output().unwrap();
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("ZOHO_CLIENT_SECRET, ZOHO_REFRESH_TOKEN are not set"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ZOHO_CLIENT_SECRET, ZOHO_REFRESH_TOKEN are not set"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -169,10 +225,15 @@ fn embedded_sandbox_keeps_the_org_between_processes() {
     let after: Value = serde_json::from_str(&stdout(&p)).unwrap();
     assert_eq!(after["summary"]["changes"], 0);
     // The journal records every record's outcome.
-    let runs: Vec<_> = std::fs::read_dir(w.path().join(".realign/runs")).unwrap().collect();
+    let runs: Vec<_> = std::fs::read_dir(w.path().join(".realign/runs"))
+        .unwrap()
+        .collect();
     assert_eq!(runs.len(), 1);
     let journal = std::fs::read_to_string(runs[0].as_ref().unwrap().path()).unwrap();
-    let updated = journal.lines().filter(|l| l.contains("\"status\":\"updated\"")).count() as u64;
+    let updated = journal
+        .lines()
+        .filter(|l| l.contains("\"status\":\"updated\""))
+        .count() as u64;
     assert_eq!(updated, before["summary"]["changes"].as_u64().unwrap());
     assert!(!journal.contains(realign::sandbox::CLIENT_SECRET));
 }
@@ -192,21 +253,40 @@ fn validate_reports_machine_readable_positions() {
     let w = Workdir::new();
     let ok = realign(w.path(), None, &["validate"]);
     assert_eq!(code(&ok), 0, "{}", stderr(&ok));
-    w.write("territories/emea/france.yaml", "name: France\nacounts: {}\n");
+    w.write(
+        "territories/emea/france.yaml",
+        "name: France\nacounts: {}\n",
+    );
     let bad = realign(w.path(), None, &["validate", "--format", "json"]);
     assert_eq!(code(&bad), 1);
     let v: Value = serde_json::from_str(&stdout(&bad)).unwrap();
     assert_eq!(v["valid"], false);
     let e = &v["errors"][0];
     assert!(e["file"].as_str().unwrap().ends_with("france.yaml"), "{e}");
-    assert_eq!((e["line"].as_u64(), e["column"].as_u64()), (Some(2), Some(1)), "{e}");
-    assert!(!w.path().join(".realign").exists(), "validate must not touch any org");
+    assert_eq!(
+        (e["line"].as_u64(), e["column"].as_u64()),
+        (Some(2), Some(1)),
+        "{e}"
+    );
+    assert!(
+        !w.path().join(".realign").exists(),
+        "validate must not touch any org"
+    );
 }
 
 #[test]
 fn committed_schemas_match_the_code() {
-    let out = realign(std::path::Path::new(crate::util::REPO), None, &["schema", "--check"]);
-    assert_eq!(code(&out), 0, "run `realign schema` and commit: {}", stderr(&out));
+    let out = realign(
+        std::path::Path::new(crate::util::REPO),
+        None,
+        &["schema", "--check"],
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "run `realign schema` and commit: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -222,11 +302,22 @@ fn unquoted_and_quoted_ids_plan_the_same() {
 async fn a_saved_plan_applies_exactly_and_skips_records_that_moved_since() {
     let sb = crate::util::sandbox().await;
     let w = Workdir::new();
-    let p = realign_async(w.path(), Some(&sb), &["plan", "--out", "plan.json", "--format", "summary"]).await;
+    let p = realign_async(
+        w.path(),
+        Some(&sb),
+        &["plan", "--out", "plan.json", "--format", "summary"],
+    )
+    .await;
     assert_eq!(code(&p), 0, "{}", stderr(&p));
-    let plan: Value = serde_json::from_str(&std::fs::read_to_string(w.path().join("plan.json")).unwrap()).unwrap();
+    let plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(w.path().join("plan.json")).unwrap())
+            .unwrap();
     let changes = plan["changes"].as_array().unwrap();
-    assert!(changes[0]["before"]["modified_time"].is_string(), "{}", changes[0]);
+    assert!(
+        changes[0]["before"]["modified_time"].is_string(),
+        "{}",
+        changes[0]
+    );
     // Someone edits one planned record in the CRM after review.
     let moved = changes[3]["account_id"].as_str().unwrap().to_string();
     let url = format!("{}/__sandbox/records/Accounts/{moved}", sb.base_url());
@@ -238,15 +329,36 @@ async fn a_saved_plan_applies_exactly_and_skips_records_that_moved_since() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
 
-    let a = realign_async(w.path(), Some(&sb), &["apply", "plan.json", "--auto-approve"]).await;
+    let a = realign_async(
+        w.path(),
+        Some(&sb),
+        &["apply", "plan.json", "--auto-approve"],
+    )
+    .await;
     assert_eq!(code(&a), 3, "{}", stderr(&a));
-    assert!(stderr(&a).contains(&format!("stale, skipped: {moved}")), "{}", stderr(&a));
+    assert!(
+        stderr(&a).contains(&format!("stale, skipped: {moved}")),
+        "{}",
+        stderr(&a)
+    );
     let after = realign_async(w.path(), Some(&sb), &["plan", "--format", "json"]).await;
     let after = json(&after);
-    let left: Vec<&str> = after["changes"].as_array().unwrap().iter().map(|c| c["account_id"].as_str().unwrap()).collect();
-    assert_eq!(left, vec![moved.as_str()], "only the stale record is left to change");
+    let left: Vec<&str> = after["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        left,
+        vec![moved.as_str()],
+        "only the stale record is left to change"
+    );
     let rec: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
-    assert_eq!(rec["Territory"], "Japan", "the stale record was left untouched: {rec}");
+    assert_eq!(
+        rec["Territory"], "Japan",
+        "the stale record was left untouched: {rec}"
+    );
     sb.shutdown().await.unwrap();
 }
 
@@ -255,17 +367,43 @@ async fn a_plan_for_another_org_or_format_is_refused() {
     let a = crate::util::sandbox().await;
     let b = crate::util::sandbox().await;
     let w = Workdir::new();
-    let p = realign_async(w.path(), Some(&a), &["plan", "--out", "plan.json", "--format", "summary"]).await;
+    let p = realign_async(
+        w.path(),
+        Some(&a),
+        &["plan", "--out", "plan.json", "--format", "summary"],
+    )
+    .await;
     assert_eq!(code(&p), 0, "{}", stderr(&p));
-    let out = realign_async(w.path(), Some(&b), &["apply", "plan.json", "--auto-approve"]).await;
+    let out = realign_async(
+        w.path(),
+        Some(&b),
+        &["apply", "plan.json", "--auto-approve"],
+    )
+    .await;
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("refusing to apply it to another org"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refusing to apply it to another org"),
+        "{}",
+        stderr(&out)
+    );
 
     let text = std::fs::read_to_string(w.path().join("plan.json")).unwrap();
-    w.write("future.json", &text.replacen("\"format_version\": 1", "\"format_version\": 99", 1));
-    let out = realign_async(w.path(), Some(&a), &["apply", "future.json", "--auto-approve"]).await;
+    w.write(
+        "future.json",
+        &text.replacen("\"format_version\": 1", "\"format_version\": 99", 1),
+    );
+    let out = realign_async(
+        w.path(),
+        Some(&a),
+        &["apply", "future.json", "--auto-approve"],
+    )
+    .await;
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("format version 99"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("format version 99"),
+        "{}",
+        stderr(&out)
+    );
     for sb in [&a, &b] {
         assert_eq!(calls(&sb.stats().await, "PUT "), 0);
     }
@@ -279,18 +417,25 @@ async fn a_plan_for_another_org_or_format_is_refused() {
 async fn an_apply_killed_mid_run_converges_on_the_rerun() {
     use realign::sandbox::{Faults, SandboxConfig};
     let sb = crate::util::sandbox_with(SandboxConfig {
-        faults: Faults { latency_ms: 150, ..Faults::default() },
+        faults: Faults {
+            latency_ms: 150,
+            ..Faults::default()
+        },
         ..SandboxConfig::default()
     })
     .await;
     let w = Workdir::new();
     let org = std::fs::read_to_string(w.spec().join("realign.yaml")).unwrap();
-    w.write("territories/realign.yaml", &format!("{org}pacing:\n  batch_size: 10\n  concurrency: 2\n"));
-    let mut child = crate::util::command(w.path(), Some(&sb.base_url()), &["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    w.write(
+        "territories/realign.yaml",
+        &format!("{org}pacing:\n  batch_size: 10\n  concurrency: 2\n"),
+    );
+    let mut child =
+        crate::util::command(w.path(), Some(&sb.base_url()), &["apply", "--auto-approve"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
     let runs = w.path().join(".realign/runs");
     let batches_sent = || -> usize {
         std::fs::read_dir(&runs)
@@ -298,7 +443,11 @@ async fn an_apply_killed_mid_run_converges_on_the_rerun() {
             .flatten()
             .flatten()
             .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .map(|t| t.lines().filter(|l| l.contains("\"event\":\"batch\"")).count())
+            .map(|t| {
+                t.lines()
+                    .filter(|l| l.contains("\"event\":\"batch\""))
+                    .count()
+            })
             .sum()
     };
     let started = std::time::Instant::now();
@@ -308,13 +457,29 @@ async fn an_apply_killed_mid_run_converges_on_the_rerun() {
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let written = calls(&sb.stats().await, "PUT /crm/v8/Accounts");
-    assert!(batches_sent() >= 6, "the run was killed before it sent anything");
-    assert!(written < 45, "the kill came too late to test anything: {written} batches written");
-    let journal = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
-    assert!(!std::fs::read_to_string(journal).unwrap().contains("\"event\":\"end\""));
+    assert!(
+        batches_sent() >= 6,
+        "the run was killed before it sent anything"
+    );
+    assert!(
+        written < 45,
+        "the kill came too late to test anything: {written} batches written"
+    );
+    let journal = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(!std::fs::read_to_string(journal)
+        .unwrap()
+        .contains("\"event\":\"end\""));
 
     let plan = json(&realign_async(w.path(), Some(&sb), &["plan", "--format", "json"]).await);
-    assert!(plan["summary"]["changes"].as_u64().unwrap() > 0, "some changes are left after the kill");
+    assert!(
+        plan["summary"]["changes"].as_u64().unwrap() > 0,
+        "some changes are left after the kill"
+    );
     let rerun = realign_async(w.path(), Some(&sb), &["apply", "--auto-approve"]).await;
     assert_eq!(code(&rerun), 0, "{}", stderr(&rerun));
     let plan = json(&realign_async(w.path(), Some(&sb), &["plan", "--format", "json"]).await);

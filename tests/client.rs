@@ -29,13 +29,19 @@ fn conn(base: &str) -> Connection {
 }
 
 fn client(base: &str) -> Client {
-    Client::new(conn(base), Edition::Enterprise, None).unwrap().with_time_scale(0.0)
+    Client::new(conn(base), Edition::Enterprise, None)
+        .unwrap()
+        .with_time_scale(0.0)
 }
 
 const RULES: &[String] = &[];
 
 fn req() -> ReadRequest<'static> {
-    ReadRequest { module: Module::Accounts, territory_field: Some("Territory"), rule_fields: RULES }
+    ReadRequest {
+        module: Module::Accounts,
+        territory_field: Some("Territory"),
+        rule_fields: RULES,
+    }
 }
 
 fn delays(c: &Client) -> Vec<Duration> {
@@ -45,7 +51,11 @@ fn delays(c: &Client) -> Vec<Duration> {
 async fn throttling_sandbox(headers: HeaderProfile) -> SandboxHandle {
     sandbox_with(SandboxConfig {
         headers,
-        faults: Faults { seed: 3, throttle_rate: 0.4, ..Faults::default() },
+        faults: Faults {
+            seed: 3,
+            throttle_rate: 0.4,
+            ..Faults::default()
+        },
         ..SandboxConfig::default()
     })
     .await
@@ -57,13 +67,22 @@ async fn retry_after_in_both_forms_is_a_floor() {
     let c = client(&sb.base_url());
     let org = records::fetch_all(&c, &req(), |_| {}).await.unwrap();
     assert_eq!(org.records.len(), 2500);
-    let batch: Vec<(Id, Option<String>)> =
-        org.records.iter().take(100).map(|r| (r.id.clone(), r.territory.clone())).collect();
+    let batch: Vec<(Id, Option<String>)> = org
+        .records
+        .iter()
+        .take(100)
+        .map(|r| (r.id.clone(), r.territory.clone()))
+        .collect();
     for _ in 0..6 {
-        records::update(&c, Module::Accounts, "Territory", &batch).await.unwrap();
+        records::update(&c, Module::Accounts, "Territory", &batch)
+            .await
+            .unwrap();
     }
     let stats = sb.stats().await;
-    assert!(stats.throttled >= 2, "the fault mix should throttle: {stats:?}");
+    assert!(
+        stats.throttled >= 2,
+        "the fault mix should throttle: {stats:?}"
+    );
     let d = delays(&c);
     assert_eq!(d.len() as u64, stats.throttled, "one wait per 429");
     // The sandbox alternates `Retry-After: 2` and an HTTP-date about 3 s ahead; both floors hold.
@@ -81,8 +100,14 @@ async fn without_retry_after_backoff_is_jittered_exponential() {
     }
     let d = delays(&c);
     assert!(!d.is_empty());
-    assert!(d.iter().all(|x| *x <= Duration::from_secs(20)), "capped: {d:?}");
-    assert!(d.iter().any(|x| *x < Duration::from_secs(1)), "no floor without Retry-After: {d:?}");
+    assert!(
+        d.iter().all(|x| *x <= Duration::from_secs(20)),
+        "capped: {d:?}"
+    );
+    assert!(
+        d.iter().any(|x| *x < Duration::from_secs(1)),
+        "no floor without Retry-After: {d:?}"
+    );
     sb.shutdown().await.unwrap();
 }
 
@@ -93,14 +118,22 @@ async fn concurrent_calls_share_one_token_and_a_revoked_one_is_refreshed_once() 
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let c = c.clone();
-        tasks.push(tokio::spawn(async move { records::fetch_ids(&c, &req(), &[Id::parse("5725767000000400001").unwrap()]).await }));
+        tasks.push(tokio::spawn(async move {
+            records::fetch_ids(&c, &req(), &[Id::parse("5725767000000400001").unwrap()]).await
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     assert_eq!(calls(&sb.stats().await, "/oauth/v2/token"), 1);
-    reqwest::Client::new().post(format!("{}/__sandbox/revoke_tokens", sb.base_url())).send().await.unwrap();
-    records::fetch_ids(&c, &req(), &[Id::parse("5725767000000400001").unwrap()]).await.unwrap();
+    reqwest::Client::new()
+        .post(format!("{}/__sandbox/revoke_tokens", sb.base_url()))
+        .send()
+        .await
+        .unwrap();
+    records::fetch_ids(&c, &req(), &[Id::parse("5725767000000400001").unwrap()])
+        .await
+        .unwrap();
     assert_eq!(calls(&sb.stats().await, "/oauth/v2/token"), 2);
     sb.shutdown().await.unwrap();
 }
@@ -108,13 +141,19 @@ async fn concurrent_calls_share_one_token_and_a_revoked_one_is_refreshed_once() 
 #[tokio::test]
 async fn a_429_storm_ends_in_a_clear_error_not_a_hang() {
     let sb = sandbox_with(SandboxConfig {
-        faults: Faults { throttle_rate: 1.0, ..Faults::default() },
+        faults: Faults {
+            throttle_rate: 1.0,
+            ..Faults::default()
+        },
         ..SandboxConfig::default()
     })
     .await;
     let c = client(&sb.base_url());
     let err = records::fetch_all(&c, &req(), |_| {}).await.unwrap_err();
-    assert!(matches!(err, ZohoError::GaveUp { attempts: 8, .. }), "{err}");
+    assert!(
+        matches!(err, ZohoError::GaveUp { attempts: 8, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("429"), "{err}");
     sb.shutdown().await.unwrap();
 }
@@ -136,7 +175,9 @@ async fn the_retry_budget_is_shared_by_the_whole_run() {
 }
 
 /// A scripted Zoho: tokens always work; the API answers what `script` says.
-async fn scripted(script: impl Fn(usize, &str) -> (StatusCode, HeaderMap, String) + Send + Sync + 'static) -> String {
+async fn scripted(
+    script: impl Fn(usize, &str) -> (StatusCode, HeaderMap, String) + Send + Sync + 'static,
+) -> String {
     let script = Arc::new(script);
     let n = Arc::new(AtomicUsize::new(0));
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
@@ -157,7 +198,9 @@ async fn scripted(script: impl Fn(usize, &str) -> (StatusCode, HeaderMap, String
 }
 
 fn coql_page(rows: usize) -> String {
-    let data: Vec<Value> = (0..rows).map(|i| json!({"id": format!("{}", 1000 + i), "Territory": null})).collect();
+    let data: Vec<Value> = (0..rows)
+        .map(|i| json!({"id": format!("{}", 1000 + i), "Territory": null}))
+        .collect();
     json!({"data": data, "info": {"count": rows, "more_records": false}}).to_string()
 }
 
@@ -171,7 +214,10 @@ fn ratelimit(limit: &str, remaining: &str, reset: &str) -> HeaderMap {
 
 #[tokio::test]
 async fn a_nearly_spent_window_pauses_until_its_reset_in_either_form() {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     for (reset, expect) in [
         ("30".to_string(), Some(30u64)),
         ((now + 45).to_string(), Some(45)),
@@ -179,7 +225,8 @@ async fn a_nearly_spent_window_pauses_until_its_reset_in_either_form() {
         ((now + 7 * 86_400).to_string(), None),
     ] {
         let r = reset.clone();
-        let base = scripted(move |_, _| (StatusCode::OK, ratelimit("100", "3", &r), coql_page(2))).await;
+        let base =
+            scripted(move |_, _| (StatusCode::OK, ratelimit("100", "3", &r), coql_page(2))).await;
         let c = client(&base);
         records::fetch_all(&c, &req(), |_| {}).await.unwrap();
         records::fetch_all(&c, &req(), |_| {}).await.unwrap();
@@ -187,7 +234,10 @@ async fn a_nearly_spent_window_pauses_until_its_reset_in_either_form() {
         match expect {
             Some(secs) => {
                 assert_eq!(d.len(), 1, "reset {reset}: {d:?}");
-                assert!(d[0] <= Duration::from_secs(secs) && d[0] >= Duration::from_secs(secs - 2), "reset {reset}: {d:?}");
+                assert!(
+                    d[0] <= Duration::from_secs(secs) && d[0] >= Duration::from_secs(secs - 2),
+                    "reset {reset}: {d:?}"
+                );
             }
             None => assert!(d.is_empty(), "reset {reset} must not stall: {d:?}"),
         }
@@ -202,12 +252,26 @@ async fn a_short_or_empty_result_array_is_an_error_never_success() {
     })
     .await;
     let c = client(&base);
-    let batch = vec![(Id::parse("1").unwrap(), Some("A".into())), (Id::parse("2").unwrap(), Some("B".into()))];
-    let err = records::update(&c, Module::Accounts, "Territory", &batch).await.unwrap_err();
+    let batch = vec![
+        (Id::parse("1").unwrap(), Some("A".into())),
+        (Id::parse("2").unwrap(), Some("B".into())),
+    ];
+    let err = records::update(&c, Module::Accounts, "Territory", &batch)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ZohoError::Garbage { .. }), "{err}");
 
-    let base = scripted(|_, _| (StatusCode::OK, HeaderMap::new(), "<html>maintenance</html>".into())).await;
-    let err = records::update(&client(&base), Module::Accounts, "Territory", &batch).await.unwrap_err();
+    let base = scripted(|_, _| {
+        (
+            StatusCode::OK,
+            HeaderMap::new(),
+            "<html>maintenance</html>".into(),
+        )
+    })
+    .await;
+    let err = records::update(&client(&base), Module::Accounts, "Territory", &batch)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ZohoError::Garbage { .. }), "{err}");
 }
 
@@ -221,8 +285,13 @@ async fn a_207_maps_results_to_records_by_position() {
         (StatusCode::MULTI_STATUS, HeaderMap::new(), body.to_string())
     })
     .await;
-    let batch = vec![(Id::parse("1").unwrap(), Some("A".into())), (Id::parse("2").unwrap(), Some("Nope".into()))];
-    let out = records::update(&client(&base), Module::Accounts, "Territory", &batch).await.unwrap();
+    let batch = vec![
+        (Id::parse("1").unwrap(), Some("A".into())),
+        (Id::parse("2").unwrap(), Some("Nope".into())),
+    ];
+    let out = records::update(&client(&base), Module::Accounts, "Territory", &batch)
+        .await
+        .unwrap();
     assert!(matches!(out[0], records::Outcome::Updated { .. }));
     assert!(matches!(&out[1], records::Outcome::Failed { code, .. } if code == "INVALID_DATA"));
 }
