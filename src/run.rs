@@ -269,7 +269,9 @@ async fn apply_reviewed(
     if done_already > 0 {
         eprintln!("{done_already} planned records already hold their planned territory");
     }
-    if !args.allow_large_change {
+    if args.allow_large_change {
+        plan::check_protected(&reviewed).map_err(|e| anyhow!(e))?;
+    } else {
         plan::check_guardrails(&reviewed, &spec.org.guardrails).map_err(|e| anyhow!(e))?;
     }
     let mut plan = reviewed.clone();
@@ -319,7 +321,9 @@ async fn apply_in_session(spec: &Spec, session: &Session, args: &ApplyArgs) -> R
         return Ok(Exit::Success);
     }
     out(&render::text(&plan))?;
-    if !args.allow_large_change {
+    if args.allow_large_change {
+        plan::check_protected(&plan).map_err(|e| anyhow!(e))?;
+    } else {
         plan::check_guardrails(&plan, &spec.org.guardrails).map_err(|e| anyhow!(e))?;
     }
     crate::zoho::ratelimit::check_budget(

@@ -486,3 +486,134 @@ async fn an_apply_killed_mid_run_converges_on_the_rerun() {
     assert_eq!(plan["summary"]["changes"], 0);
     sb.shutdown().await.unwrap();
 }
+
+/// The demo seed's plan, as a pull request would show it: a regression net over the seed,
+/// the planner and the markdown rendering together. Ports are filtered out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_plan_as_markdown_matches_its_snapshot() {
+    let sb = crate::util::sandbox().await;
+    let w = Workdir::new();
+    let p = realign_async(w.path(), Some(&sb), &["plan", "--format", "markdown"]).await;
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    let md = stdout(&p);
+    assert!(md.len() <= 65_536);
+    insta::with_settings!({filters => vec![(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT")]}, {
+        insta::assert_snapshot!("demo_plan_markdown", md);
+    });
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_that_would_empty_a_protected_territory_is_refused() {
+    let sb = crate::util::sandbox().await;
+    let w = Workdir::new();
+    w.write(
+        "territories/strategic.yaml",
+        "name: Strategic Accounts\npriority: 100\nprotected: true\naccounts:\n  ids: []\n",
+    );
+    for extra in [&[][..], &["--allow-large-change"][..]] {
+        let mut args = vec!["apply", "--auto-approve"];
+        args.extend_from_slice(extra);
+        let out = realign_async(w.path(), Some(&sb), &args).await;
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("would empty `Strategic Accounts`"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(calls(&sb.stats().await, "PUT "), 0);
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_the_remaining_credits_cannot_finish_is_refused_before_it_starts() {
+    use realign::sandbox::SandboxConfig;
+    // 20 credits a day: the reads use 12, Zoho then reports 8 left (it says once half is
+    // used), and the 451 changes need 46.
+    let sb = crate::util::sandbox_with(SandboxConfig {
+        daily_credits: Some(20),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let w = Workdir::new();
+    let p = realign_async(w.path(), Some(&sb), &["plan", "--format", "summary"]).await;
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    let out = realign_async(w.path(), Some(&sb), &["apply", "--auto-approve"]).await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("needs about 46 API credits") && err.contains("left today"),
+        "{err}"
+    );
+    assert_eq!(calls(&sb.stats().await, "PUT "), 0);
+    sb.shutdown().await.unwrap();
+}
+
+/// SIGTERM while batches are in flight: they finish, the journal ends with a summary,
+/// and the exit is non-zero; a re-run converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_batches_in_flight_writes_the_journal_and_exits_non_zero() {
+    use realign::sandbox::{Faults, SandboxConfig};
+    let sb = crate::util::sandbox_with(SandboxConfig {
+        faults: Faults {
+            latency_ms: 150,
+            ..Faults::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let w = Workdir::new();
+    let org = std::fs::read_to_string(w.spec().join("realign.yaml")).unwrap();
+    w.write(
+        "territories/realign.yaml",
+        &format!("{org}pacing:\n  batch_size: 10\n  concurrency: 2\n"),
+    );
+    let child = crate::util::command(w.path(), Some(&sb.base_url()), &["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runs = w.path().join(".realign/runs");
+    let started = std::time::Instant::now();
+    let journal = || -> String {
+        std::fs::read_dir(&runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    };
+    while journal().matches("\"event\":\"batch\"").count() < 4 && started.elapsed().as_secs() < 60 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let j = journal();
+    assert!(
+        j.contains("\"event\":\"end\""),
+        "the journal is closed with a summary"
+    );
+    let sent = j.matches("\"event\":\"batch\"").count();
+    let results = j.matches("\"event\":\"result\"").count();
+    assert_eq!(
+        results,
+        sent * 10,
+        "every batch sent has its records' outcomes"
+    );
+    assert!(sent < 46, "stopped before the end: {sent} batches");
+    let rerun = realign_async(w.path(), Some(&sb), &["apply", "--auto-approve"]).await;
+    assert_eq!(code(&rerun), 0, "{}", stderr(&rerun));
+    let plan = json(&realign_async(w.path(), Some(&sb), &["plan", "--format", "json"]).await);
+    assert_eq!(plan["summary"]["changes"], 0);
+    sb.shutdown().await.unwrap();
+}

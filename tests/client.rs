@@ -295,3 +295,48 @@ async fn a_207_maps_results_to_records_by_position() {
     assert!(matches!(out[0], records::Outcome::Updated { .. }));
     assert!(matches!(&out[1], records::Outcome::Failed { code, .. } if code == "INVALID_DATA"));
 }
+
+#[tokio::test]
+async fn the_token_endpoints_throttling_answer_is_throttling_not_bad_credentials() {
+    let sb = sandbox_with(SandboxConfig {
+        tokens_per_window: 1,
+        ..SandboxConfig::default()
+    })
+    .await;
+    records::fetch_ids(
+        &client(&sb.base_url()),
+        &req(),
+        &[Id::parse("5725767000000400001").unwrap()],
+    )
+    .await
+    .unwrap();
+    // A second process without the cached token asks again within the window.
+    let err = records::fetch_ids(
+        &client(&sb.base_url()),
+        &req(),
+        &[Id::parse("5725767000000400001").unwrap()],
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ZohoError::TokenThrottled { .. }), "{err}");
+    assert!(err.to_string().contains("wait 10 minutes"), "{err}");
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cached_token_is_reused_across_clients() {
+    let sb = sandbox_with(SandboxConfig {
+        tokens_per_window: 1,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        let c = client(&sb.base_url()).with_token_cache(dir.path().to_path_buf());
+        records::fetch_ids(&c, &req(), &[Id::parse("5725767000000400001").unwrap()])
+            .await
+            .unwrap();
+    }
+    assert_eq!(calls(&sb.stats().await, "/oauth/v2/token"), 1);
+    sb.shutdown().await.unwrap();
+}

@@ -99,7 +99,89 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
         .unwrap_or(UPDATE_BATCH_MAX)
         .clamp(1, UPDATE_BATCH_MAX);
     let cost = estimate(org.records.len(), &changes, batch);
-    Ok(assemble(spec, ctx, summary, cost, changes))
+    let mut plan = assemble(spec, ctx, summary, cost, changes);
+    plan.territories = territory_counts(spec, org, &plan, None);
+    Ok(plan)
+}
+
+/// Records per declared territory before the plan, and after it. `refs` are the Zoho
+/// territories in native mode (counted by id); field mode counts by the field's value.
+pub(super) fn territory_counts(
+    spec: &Spec,
+    org: &OrgState,
+    plan: &Plan,
+    refs: Option<&[crate::plan::TerritoryRef]>,
+) -> Vec<crate::plan::types::TerritoryCount> {
+    use std::collections::HashMap;
+    let key = |name: &str| name.trim().to_lowercase();
+    let mut before: HashMap<String, i64> = HashMap::new();
+    let mut after: HashMap<String, i64> = HashMap::new();
+    match refs {
+        None => {
+            for r in &org.records {
+                if let Some(v) = &r.territory {
+                    *before.entry(key(v)).or_default() += 1;
+                }
+            }
+            after.clone_from(&before);
+            for c in &plan.changes {
+                if let Some(v) = &c.before.value {
+                    *after.entry(key(v)).or_default() -= 1;
+                }
+                if let Some(v) = &c.after {
+                    *after.entry(key(v)).or_default() += 1;
+                }
+            }
+        }
+        Some(refs) => {
+            let name_of: HashMap<&crate::spec::Id, String> = refs
+                .iter()
+                .zip(&spec.territories)
+                .map(|(r, t)| (&r.id, key(&t.name)))
+                .collect();
+            for r in &org.records {
+                for m in &r.memberships {
+                    if let Some(n) = name_of.get(&m.id) {
+                        *before.entry(n.clone()).or_default() += 1;
+                    }
+                }
+            }
+            after.clone_from(&before);
+            for c in &plan.changes {
+                for t in &c.remove {
+                    if let Some(n) = name_of.get(&t.id) {
+                        *after.entry(n.clone()).or_default() -= 1;
+                    }
+                }
+                for t in &c.assign {
+                    if let Some(n) = name_of.get(&t.id) {
+                        *after.entry(n.clone()).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    spec.territories
+        .iter()
+        .map(|t| crate::plan::types::TerritoryCount {
+            name: t.name.clone(),
+            before: before.get(&key(&t.name)).copied().unwrap_or(0).max(0) as u64,
+            after: after.get(&key(&t.name)).copied().unwrap_or(0).max(0) as u64,
+            protected: t.protected,
+        })
+        .collect()
+}
+
+/// Refuses a plan that would empty a territory marked `protected: true`. Not lifted by
+/// `--allow-large-change`: change the spec instead.
+pub fn check_protected(plan: &Plan) -> Result<(), String> {
+    match plan.territories.iter().find(|t| t.protected && t.before > 0 && t.after == 0) {
+        Some(t) => Err(format!(
+            "the plan would empty `{}` ({} records now), which the spec marks `protected: true`: fix the spec, or remove `protected` from that territory if emptying it is meant",
+            t.name, t.before
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A plan around its changes, with the spec and target it was made for.
@@ -128,6 +210,7 @@ pub(super) fn assemble(
         held_by_rules: Vec::new(),
         notes: Vec::new(),
         declared: Vec::new(),
+        territories: Vec::new(),
     }
 }
 
@@ -170,6 +253,7 @@ pub fn estimate(records: usize, changes: &[Change], batch: usize) -> Cost {
 /// Checks a plan against the guardrails; the error names the limit, the figure and by
 /// how much it is over.
 pub fn check_guardrails(plan: &Plan, g: &crate::spec::types::Guardrails) -> Result<(), String> {
+    check_protected(plan)?;
     let changes = plan.summary.changes;
     if let Some(max) = g.max_changes {
         if changes > max {
@@ -192,4 +276,55 @@ pub fn check_guardrails(plan: &Plan, g: &crate::spec::types::Guardrails) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::types::Guardrails;
+
+    fn plan_with(records: u64, changes: u64) -> Plan {
+        let mut p = crate::plan::render::tests::sample_plan(0);
+        p.summary.records = records;
+        p.summary.changes = changes;
+        p
+    }
+
+    #[test]
+    fn guardrails_name_the_limit_the_figure_and_the_excess() {
+        let g = Guardrails {
+            max_changes: Some(100),
+            max_change_ratio: Some(0.25),
+        };
+        assert!(check_guardrails(&plan_with(1000, 100), &g).is_ok());
+        let e = check_guardrails(&plan_with(1000, 130), &g).unwrap_err();
+        assert!(
+            e.contains("130 records, 30 over the `max_changes` guardrail of 100"),
+            "{e}"
+        );
+        let g = Guardrails {
+            max_changes: None,
+            max_change_ratio: Some(0.25),
+        };
+        let e = check_guardrails(&plan_with(200, 60), &g).unwrap_err();
+        assert!(
+            e.contains("(30.0%)") && e.contains("25.0%") && e.contains("5.0 points"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_protected_territory_may_not_be_emptied() {
+        let mut p = plan_with(10, 3);
+        p.territories = vec![crate::plan::types::TerritoryCount {
+            name: "Japan".into(),
+            before: 3,
+            after: 0,
+            protected: true,
+        }];
+        let e = check_protected(&p).unwrap_err();
+        assert!(e.contains("`Japan`") && e.contains("protected"), "{e}");
+        p.territories[0].after = 1;
+        assert!(check_protected(&p).is_ok());
+    }
 }

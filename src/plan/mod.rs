@@ -9,7 +9,7 @@ pub mod native;
 pub mod render;
 pub mod types;
 
-pub use diff::{check_guardrails, diff, PlanContext};
+pub use diff::{check_guardrails, check_protected, diff, PlanContext};
 pub use types::{
     Assigned, Before, Change, ChangeKind, Cost, HeldByRule, Membership, OrgState, OrgTerritory,
     Plan, Record, SpecInfo, Summary, Target, TerritoryRef, FORMAT_VERSION,

@@ -246,6 +246,7 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
     }
     plan.held_by_rules = held;
     plan.notes = notes;
+    plan.territories = super::diff::territory_counts(spec, org, &plan, Some(&refs));
     plan.declared = refs;
     Ok(plan)
 }

@@ -319,7 +319,7 @@ fn escape(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use crate::plan::types::{Before, ChangeKind, Cost, SpecInfo, Summary, Target};
@@ -389,6 +389,7 @@ mod tests {
             held_by_rules: vec![],
             notes: vec![],
             declared: vec![],
+            territories: vec![],
         }
     }
 
@@ -421,6 +422,57 @@ mod tests {
             assert!(md.contains(t), "{t} missing");
         }
         assert!(md.contains("JSON plan"));
+    }
+
+    /// A native-mode plan with a rule-held membership and a note.
+    fn native_sample() -> Plan {
+        let mut p = sample_plan(3);
+        p.mode = Mode::Native;
+        p.field = None;
+        for c in &mut p.changes {
+            c.assign = c
+                .after
+                .iter()
+                .map(|n| crate::plan::TerritoryRef {
+                    id: Id::parse("5725767000000200010").unwrap(),
+                    name: n.clone(),
+                })
+                .collect();
+            c.remove = c
+                .before
+                .value
+                .iter()
+                .map(|n| crate::plan::TerritoryRef {
+                    id: Id::parse("5725767000000200011").unwrap(),
+                    name: n.clone(),
+                })
+                .collect();
+        }
+        p.summary.rule_assigned = 7;
+        p.summary.held_by_rules = 1;
+        p.held_by_rules = vec![crate::plan::HeldByRule {
+            account_id: Id::parse("5725767000000400027").unwrap(),
+            name: Some("Horizon Textiles GmbH".into()),
+            territory: crate::plan::TerritoryRef {
+                id: Id::parse("5725767000000200012").unwrap(),
+                name: "Nordics".into(),
+            },
+            wanted: Some("DACH".into()),
+        }];
+        p.notes = vec!["hierarchy: `Japan` reports to `APAC` in Zoho, but territories/apac/japan.yaml says parent `EMEA`".into()];
+        p
+    }
+
+    #[test]
+    fn renderings_match_their_snapshots() {
+        let p = sample_plan(12);
+        insta::assert_snapshot!("plan_text", text(&p));
+        insta::assert_snapshot!("plan_markdown", markdown(&p));
+        insta::assert_snapshot!("plan_json", json(&p));
+        insta::assert_snapshot!("plan_summary_line", summary_line(&p));
+        let n = native_sample();
+        insta::assert_snapshot!("native_plan_text", text(&n));
+        insta::assert_snapshot!("native_plan_json", json(&n));
     }
 
     #[test]

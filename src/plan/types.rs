@@ -98,6 +98,21 @@ pub struct Plan {
     /// Native mode: the Zoho territories the spec declares, as resolved when planning.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub declared: Vec<TerritoryRef>,
+    /// Records in each declared territory before and after the plan.
+    #[serde(default)]
+    pub territories: Vec<TerritoryCount>,
+}
+
+/// How many records a declared territory holds before and after the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TerritoryCount {
+    pub name: String,
+    pub before: u64,
+    pub after: u64,
+    /// `protected: true` in the spec: a plan that would empty it is refused.
+    #[serde(default)]
+    pub protected: bool,
 }
 
 /// A membership held by a Zoho territory rule, which the spec would otherwise remove.
