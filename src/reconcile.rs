@@ -30,11 +30,9 @@ pub async fn fetch(client: &Client, spec: &Spec) -> Result<OrgState> {
     };
     let started = Instant::now();
     let org = match spec.org.mode {
-        Mode::Field => records::fetch_all(client, &req, |n| {
-            tracing::debug!(records = n, "read");
-        })
-        .await
-        .with_context(|| format!("cannot read {} from Zoho", spec.org.module))?,
+        Mode::Field => records::fetch_all(client, &req, read_progress(spec.org.module.as_str()))
+            .await
+            .with_context(|| format!("cannot read {} from Zoho", spec.org.module))?,
         Mode::Native => fetch_native(client, spec, &req).await?,
     };
     eprintln!(
@@ -44,6 +42,35 @@ pub async fn fetch(client: &Client, spec: &Spec) -> Result<OrgState> {
         started.elapsed().as_secs_f64()
     );
     Ok(org)
+}
+
+/// Progress while reading: a spinner with the count on a terminal, a plain line every
+/// few seconds otherwise.
+fn read_progress(module: &'static str) -> impl FnMut(usize) {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b =
+            indicatif::ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} reading {msg}")
+                .expect("valid template"),
+        );
+        b
+    });
+    let mut last = Instant::now();
+    move |n| match &bar {
+        Some(b) => {
+            b.set_message(format!("{module}: {} records", render::thousands(n as u64)));
+            b.tick();
+        }
+        None if last.elapsed().as_secs() >= 5 => {
+            last = Instant::now();
+            eprintln!(
+                "reading {module}: {} records so far",
+                render::thousands(n as u64)
+            );
+        }
+        None => {}
+    }
 }
 
 /// Native mode: the territory list, every record's memberships, and (where the list
@@ -306,7 +333,7 @@ pub fn progress_reporter(
         let bar = indicatif::ProgressBar::new(total as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:30}] {pos}/{len} records, {per_sec}, eta {eta}",
+                "{msg} [{bar:30}] {pos}/{len} records, eta {eta}",
             )
             .expect("valid template")
             .progress_chars("=> "),
