@@ -29,3 +29,20 @@ pub mod settings;
 pub mod spec;
 pub mod watch;
 pub mod zoho;
+
+/// Set when logs are JSON (`--log-format json`): people's messages then go out as log
+/// events too, so a log collector reads one format.
+pub static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A message for the person running realign, on stderr: a plain line, or an info event
+/// when logs are JSON.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if $crate::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::info!("{}", format!($($arg)*));
+        } else {
+            eprintln!($($arg)*);
+        }
+    };
+}

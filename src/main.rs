@@ -15,7 +15,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cli.log_format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => {
+            realign::JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            builder.json().init()
+        }
         LogFormat::Text => builder.without_time().with_target(false).init(),
     }
     let runtime = match tokio::runtime::Runtime::new() {

@@ -35,7 +35,7 @@ pub async fn fetch(client: &Client, spec: &Spec) -> Result<OrgState> {
             .with_context(|| format!("cannot read {} from Zoho", spec.org.module))?,
         Mode::Native => fetch_native(client, spec, &req).await?,
     };
-    eprintln!(
+    crate::say!(
         "read {} {} in {:.1} s",
         render::thousands(org.records.len() as u64),
         spec.org.module,
@@ -64,7 +64,7 @@ fn read_progress(module: &'static str) -> impl FnMut(usize) {
         }
         None if last.elapsed().as_secs() >= 5 => {
             last = Instant::now();
-            eprintln!(
+            crate::say!(
                 "reading {module}: {} records so far",
                 render::thousands(n as u64)
             );
@@ -89,7 +89,7 @@ async fn fetch_native(client: &Client, spec: &Spec, req: &ReadRequest<'_>) -> Re
                 .await
                 .context("cannot read who assigned the records' territories")?;
         if asked > 0 {
-            eprintln!("asked {asked} records one by one who assigned their territories (the list read did not say)");
+            crate::say!("asked {asked} records one by one who assigned their territories (the list read did not say)");
         }
     }
     org.territories = territories;
@@ -179,7 +179,7 @@ async fn wait_for_jobs(
         if waiting.is_empty() {
             break;
         }
-        eprintln!("waiting for {} scheduled territory jobs ...", waiting.len());
+        crate::say!("waiting for {} scheduled territory jobs ...", waiting.len());
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let fresh = read_back(client, spec, plan.summary.records as usize, &waiting).await?;
         for rec in fresh.records {
@@ -253,13 +253,13 @@ pub async fn verify(
         }
     }
     if missing.is_empty() {
-        eprintln!(
+        crate::say!(
             "verified: all {} changed records read back as planned",
             report.applied.len()
         );
     }
     for m in &missing {
-        eprintln!("did not take: {m}");
+        crate::say!("did not take: {m}");
     }
     Ok(missing)
 }
@@ -267,7 +267,7 @@ pub async fn verify(
 pub async fn run_apply(client: Arc<Client>, plan: &Plan, spec: &Spec) -> Result<apply::Report> {
     run_apply_until(client, plan, spec, async {
         shutdown_signal().await;
-        eprintln!("interrupted: finishing the batches in flight, sending no more");
+        crate::say!("interrupted: finishing the batches in flight, sending no more");
     })
     .await
 }
@@ -303,10 +303,7 @@ pub async fn run_apply_until(
     .context("cannot write the apply journal in .realign/runs")?;
     watcher.abort();
     let _ = spec;
-    if std::io::stderr().is_terminal() {
-        eprintln!();
-    }
-    eprintln!(
+    crate::say!(
         "applied {} of {} changes in {} write calls, {:.1} s ({} throttled, {} retried){}",
         report.applied.len(),
         plan.changes.len(),
@@ -356,7 +353,7 @@ pub fn progress_reporter(
                 *last = Instant::now();
                 let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
                 let eta = (total - done.min(total)) as f64 / rate.max(0.001);
-                eprintln!(
+                crate::say!(
                     "{what}: {done}/{total} records, {} throttled, about {eta:.0} s left",
                     stats.throttled.load(std::sync::atomic::Ordering::Relaxed)
                 );
@@ -390,22 +387,22 @@ pub async fn shutdown_signal() {
 
 pub fn report_exit(report: &apply::Report, plan: &Plan) -> Exit {
     for f in &report.failed {
-        eprintln!("not changed: {} `{}` {}", f.id, f.code, f.message);
+        crate::say!("not changed: {} `{}` {}", f.id, f.code, f.message);
     }
     if !report.pending.is_empty() {
-        eprintln!(
+        crate::say!(
             "scheduled: Zoho took {} records' changes as background jobs; they are not re-sent, and are checked when the jobs finish",
             report.pending.len()
         );
     }
     if !report.not_sent.is_empty() {
-        eprintln!(
+        crate::say!(
             "not sent: {} records (run `realign apply` again to finish; a re-plan finds them)",
             report.not_sent.len()
         );
     }
     if let Some(why) = &report.stopped {
-        eprintln!("stopped: {why}");
+        crate::say!("stopped: {why}");
         return Exit::Error;
     }
     if report.failed.is_empty() && report.not_sent.is_empty() {

@@ -80,7 +80,7 @@ async fn plan_cmd(args: PlanArgs) -> Result<Exit> {
     let plan = result?;
     if let Some(path) = &args.out {
         write_atomic(path, render::json(&plan).as_bytes())?;
-        eprintln!("wrote the plan to {}", path.display());
+        crate::say!("wrote the plan to {}", path.display());
     }
     match args.format {
         PlanFormat::Text => out(&render::text(&plan))?,
@@ -167,7 +167,7 @@ async fn apply_plan_file(args: &ApplyArgs) -> Result<Exit> {
         )
     })?;
     if spec.digest != plan.spec.digest {
-        eprintln!(
+        crate::say!(
             "note: the spec in {} changed since the plan was made; applying the plan as it was reviewed",
             dir.display()
         );
@@ -264,10 +264,10 @@ async fn apply_reviewed(
         todo.push(c.clone());
     }
     for s in &stale {
-        eprintln!("stale, skipped: {s}");
+        crate::say!("stale, skipped: {s}");
     }
     if done_already > 0 {
-        eprintln!("{done_already} planned records already hold their planned territory");
+        crate::say!("{done_already} planned records already hold their planned territory");
     }
     if args.allow_large_change {
         plan::check_protected(&reviewed).map_err(|e| anyhow!(e))?;
@@ -289,7 +289,7 @@ async fn apply_reviewed(
         )
         .map_err(|e| anyhow!(e))?;
         if !args.auto_approve && !confirm(&plan)? {
-            eprintln!("apply cancelled; nothing was changed");
+            crate::say!("apply cancelled; nothing was changed");
             return Ok(Exit::Error);
         }
         let report = run_apply(session.client.clone(), &plan, spec).await?;
@@ -302,7 +302,7 @@ async fn apply_reviewed(
         }
     }
     if !stale.is_empty() {
-        eprintln!(
+        crate::say!(
             "{} records were stale and left untouched: run `realign plan` again to review them",
             stale.len()
         );
@@ -332,7 +332,7 @@ async fn apply_in_session(spec: &Spec, session: &Session, args: &ApplyArgs) -> R
     )
     .map_err(|e| anyhow!(e))?;
     if !args.auto_approve && !confirm(&plan)? {
-        eprintln!("apply cancelled; nothing was changed");
+        crate::say!("apply cancelled; nothing was changed");
         return Ok(Exit::Error);
     }
     let report = run_apply(session.client.clone(), &plan, spec).await?;
@@ -426,7 +426,7 @@ fn schema(args: SchemaArgs) -> Result<Exit> {
             }
         } else {
             write_atomic(&path, text.as_bytes())?;
-            eprintln!("wrote {}", path.display());
+            crate::say!("wrote {}", path.display());
         }
     }
     if !stale.is_empty() {
@@ -541,7 +541,7 @@ async fn import_cmd(args: crate::cli::ImportArgs) -> Result<Exit> {
         write_atomic(&args.out.join(name), text.as_bytes())?;
         out(&format!("{}\n", args.out.join(name).display()))?;
     }
-    eprintln!(
+    crate::say!(
         "imported {} territories holding {} of {} {} into {}; `realign plan {}` shows no changes",
         files.len() - 1,
         org.records
@@ -559,7 +559,7 @@ async fn import_cmd(args: crate::cli::ImportArgs) -> Result<Exit> {
 async fn sandbox_cmd(args: SandboxArgs) -> Result<Exit> {
     let config = sandbox_config(&args)?;
     if !args.listen.ip().is_loopback() {
-        eprintln!(
+        crate::say!(
             "warning: the sandbox listens on {}, not loopback: anyone who can reach it can use it",
             args.listen
         );
@@ -574,7 +574,7 @@ async fn sandbox_cmd(args: SandboxArgs) -> Result<Exit> {
         })?;
     let base = format!("http://{}", listener.local_addr()?);
     out(&format!("{}\n", sandbox::env_lines(&base)))?;
-    eprintln!("sandbox serving a Zoho CRM v8 org at {base} (stats at {base}/__sandbox/stats); Ctrl-C stops it");
+    crate::say!("sandbox serving a Zoho CRM v8 org at {base} (stats at {base}/__sandbox/stats); Ctrl-C stops it");
     sandbox::serve(listener, config, async {
         let _ = tokio::signal::ctrl_c().await;
     })
@@ -612,7 +612,7 @@ async fn demo(args: DemoArgs) -> Result<Exit> {
         ..SandboxConfig::default()
     })
     .await?;
-    eprintln!(
+    crate::say!(
         "demo: an in-process sandbox org (seed `demo`, {edition} edition) at {}, and the spec in {}",
         handle.base_url(),
         args.dir.display()

@@ -26,7 +26,7 @@ impl Session {
         let (conn, sandbox) = match settings.target {
             Target::Zoho(conn) => (conn, None),
             Target::Embedded { state_file } => {
-                eprintln!(
+                crate::say!(
                     "note: no Zoho credentials in the environment: using the embedded sandbox org in {} (see README to target a real org)",
                     state_file.display()
                 );
