@@ -25,8 +25,10 @@ pub struct Faults {
     pub jitter_ms: u64,
     /// Share of API calls answered 500/502/503/504.
     pub error_rate: f64,
-    /// Share of API calls answered 429 `TOO_MANY_REQUESTS`.
+    /// Share of API calls answered 429 `TOO_MANY_REQUESTS` (each one starts a burst).
     pub throttle_rate: f64,
+    /// Calls in a row answered 429 once a throttle fault fires (0 or 1: just that one).
+    pub throttle_burst: usize,
     /// Share of API calls whose connection is dropped after the headers were sent.
     pub reset_rate: f64,
     /// Share of API calls answered only after [`Faults::stall_ms`].
@@ -99,12 +101,18 @@ pub enum Fault {
 pub struct FaultPlan {
     pub faults: Faults,
     rng: ChaCha8Rng,
+    /// Calls still to throttle in the current burst.
+    burst_left: usize,
 }
 
 impl FaultPlan {
     pub fn new(faults: Faults) -> FaultPlan {
         let rng = ChaCha8Rng::seed_from_u64(faults.seed);
-        FaultPlan { faults, rng }
+        FaultPlan {
+            faults,
+            rng,
+            burst_left: 0,
+        }
     }
 
     /// Draws the delay and the fault for the next request.
@@ -117,6 +125,10 @@ impl FaultPlan {
         };
         let delay = Duration::from_millis(f.latency_ms + jitter);
         let roll: f64 = self.rng.random();
+        if self.burst_left > 0 {
+            self.burst_left -= 1;
+            return (delay, Fault::Throttle);
+        }
         let error_edge = f.error_rate;
         let throttle_edge = error_edge + f.throttle_rate;
         let reset_edge = throttle_edge + f.reset_rate;
@@ -125,6 +137,7 @@ impl FaultPlan {
             let statuses = [500, 502, 503, 504];
             Fault::ServerError(statuses[self.rng.random_range(0..statuses.len())])
         } else if roll < throttle_edge {
+            self.burst_left = f.throttle_burst.saturating_sub(1);
             Fault::Throttle
         } else if roll < reset_edge {
             Fault::Reset
@@ -163,6 +176,26 @@ mod tests {
             .count();
         assert!((20..=60).contains(&errors), "{errors} errors in 200");
         assert!(xs.iter().any(|(_, f)| *f == Fault::Stall));
+    }
+
+    #[test]
+    fn a_throttle_fault_can_come_as_a_burst() {
+        let mut plan = FaultPlan::new(Faults {
+            seed: 1,
+            throttle_rate: 0.05,
+            throttle_burst: 4,
+            ..Faults::default()
+        });
+        let xs: Vec<bool> = (0..400).map(|_| plan.draw().1 == Fault::Throttle).collect();
+        let first = xs
+            .iter()
+            .position(|t| *t)
+            .expect("some throttling in 400 calls");
+        assert!(
+            xs[first..first + 4].iter().all(|t| *t),
+            "{:?}",
+            &xs[first..first + 5]
+        );
     }
 
     #[test]
