@@ -120,6 +120,29 @@ struct Run {
     progress: Box<dyn Fn(usize, usize) + Send + Sync>,
 }
 
+impl Run {
+    /// The code and message a whole failed batch gives each of its records. Errors no
+    /// later batch can get past (credentials, a wait beyond the cap) also stop the run.
+    fn batch_failed(&self, e: &ZohoError) -> (String, String) {
+        let (code, message) = match e {
+            ZohoError::Api { code, message, .. } => (code.clone(), message.clone()),
+            ZohoError::GaveUp { .. } => ("GAVE_UP".to_string(), e.to_string()),
+            _ => ("NOT_APPLIED".to_string(), e.to_string()),
+        };
+        if !matches!(
+            e,
+            ZohoError::Api { .. } | ZohoError::GaveUp { .. } | ZohoError::Garbage { .. }
+        ) {
+            self.fatal
+                .lock()
+                .expect("lock")
+                .get_or_insert_with(|| e.to_string());
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        (code, message)
+    }
+}
+
 /// Credits a write of `n` records costs (1 per 10 records, reference §8.1).
 fn write_credits(n: usize) -> u64 {
     n.div_ceil(10) as u64
@@ -286,22 +309,7 @@ async fn send_batch(run: &Run, batch: &Batch, round: usize, i: usize) -> Vec<Res
                 })
                 .collect(),
             Err(e) => {
-                let (code, message) = match &e {
-                    ZohoError::Api { code, message, .. } => (code.clone(), message.clone()),
-                    ZohoError::GaveUp { .. } => ("GAVE_UP".to_string(), e.to_string()),
-                    _ => ("NOT_APPLIED".to_string(), e.to_string()),
-                };
-                if !matches!(
-                    e,
-                    ZohoError::Api { .. } | ZohoError::GaveUp { .. } | ZohoError::Garbage { .. }
-                ) {
-                    // Credentials or a wait beyond the cap: no later batch can do better.
-                    run.fatal
-                        .lock()
-                        .expect("lock")
-                        .get_or_insert_with(|| e.to_string());
-                    run.stop.store(true, Ordering::SeqCst);
-                }
+                let (code, message) = run.batch_failed(&e);
                 batch
                     .iter()
                     .map(|(id, _)| {
@@ -542,15 +550,7 @@ async fn native_phase(
                 let outcomes: Vec<records::ActionOutcome> = match result {
                     Ok(o) => o,
                     Err(e) => {
-                        let (code, message) = match &e {
-                            ZohoError::Api { code, message, .. } => (code.clone(), message.clone()),
-                            ZohoError::GaveUp { .. } => ("GAVE_UP".to_string(), e.to_string()),
-                            _ => ("NOT_APPLIED".to_string(), e.to_string()),
-                        };
-                        if !matches!(e, ZohoError::Api { .. } | ZohoError::GaveUp { .. } | ZohoError::Garbage { .. }) {
-                            run.fatal.lock().expect("lock").get_or_insert_with(|| e.to_string());
-                            run.stop.store(true, Ordering::SeqCst);
-                        }
+                        let (code, message) = run.batch_failed(&e);
                         vec![records::ActionOutcome::Failed { code, message }; batch.len()]
                     }
                 };

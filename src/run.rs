@@ -269,37 +269,20 @@ async fn apply_reviewed(
     if done_already > 0 {
         crate::say!("{done_already} planned records already hold their planned territory");
     }
-    if args.allow_large_change {
-        plan::check_protected(&reviewed).map_err(|e| anyhow!(e))?;
-    } else {
-        plan::check_guardrails(&reviewed, &spec.org.guardrails).map_err(|e| anyhow!(e))?;
-    }
+    guard(&reviewed, spec, args)?;
     let mut plan = reviewed.clone();
     plan.changes = todo;
-    plan.cost = plan::diff::estimate(
-        plan.summary.records as usize,
-        &plan.changes,
-        plan.cost.batch_size.max(1) as usize,
-    );
+    plan.cost = match plan.mode {
+        spec::Mode::Field => plan::diff::estimate(
+            plan.summary.records as usize,
+            &plan.changes,
+            plan.cost.batch_size.max(1) as usize,
+        ),
+        spec::Mode::Native => plan::native::estimate(plan.summary.records as usize, &plan.changes),
+    };
     let mut exit = Exit::Success;
     if !plan.changes.is_empty() {
-        crate::zoho::ratelimit::check_budget(
-            plan.cost.write_credits,
-            session.client.credits_remaining(),
-        )
-        .map_err(|e| anyhow!(e))?;
-        if !args.auto_approve && !confirm(&plan)? {
-            crate::say!("apply cancelled; nothing was changed");
-            return Ok(Exit::Error);
-        }
-        let report = run_apply(session.client.clone(), &plan, spec).await?;
-        exit = report_exit(&report, &plan);
-        if exit != Exit::Error && !(report.applied.is_empty() && report.pending.is_empty()) {
-            let missing = verify(&session.client, spec, &plan, &report).await?;
-            if !missing.is_empty() && exit == Exit::Success {
-                exit = Exit::Partial;
-            }
-        }
+        exit = apply_confirmed(session, spec, &plan, args).await?;
     }
     if !stale.is_empty() {
         crate::say!(
@@ -321,24 +304,39 @@ async fn apply_in_session(spec: &Spec, session: &Session, args: &ApplyArgs) -> R
         return Ok(Exit::Success);
     }
     out(&render::text(&plan))?;
+    guard(&plan, spec, args)?;
+    apply_confirmed(session, spec, &plan, args).await
+}
+
+/// The guardrails, or with --allow-large-change only the protected territories.
+fn guard(plan: &Plan, spec: &Spec, args: &ApplyArgs) -> Result<()> {
     if args.allow_large_change {
-        plan::check_protected(&plan).map_err(|e| anyhow!(e))?;
+        plan::check_protected(plan).map_err(|e| anyhow!(e))
     } else {
-        plan::check_guardrails(&plan, &spec.org.guardrails).map_err(|e| anyhow!(e))?;
+        plan::check_guardrails(plan, &spec.org.guardrails).map_err(|e| anyhow!(e))
     }
+}
+
+/// Checks the credit budget, asks (unless --auto-approve), applies, and reads back.
+async fn apply_confirmed(
+    session: &Session,
+    spec: &Spec,
+    plan: &Plan,
+    args: &ApplyArgs,
+) -> Result<Exit> {
     crate::zoho::ratelimit::check_budget(
         plan.cost.write_credits,
         session.client.credits_remaining(),
     )
     .map_err(|e| anyhow!(e))?;
-    if !args.auto_approve && !confirm(&plan)? {
+    if !args.auto_approve && !confirm(plan)? {
         crate::say!("apply cancelled; nothing was changed");
         return Ok(Exit::Error);
     }
-    let report = run_apply(session.client.clone(), &plan, spec).await?;
-    let mut exit = report_exit(&report, &plan);
+    let report = run_apply(session.client.clone(), plan, spec).await?;
+    let mut exit = report_exit(&report, plan);
     if exit != Exit::Error && !(report.applied.is_empty() && report.pending.is_empty()) {
-        let missing = verify(&session.client, spec, &plan, &report).await?;
+        let missing = verify(&session.client, spec, plan, &report).await?;
         if !missing.is_empty() && exit == Exit::Success {
             exit = Exit::Partial;
         }

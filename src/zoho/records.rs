@@ -120,18 +120,9 @@ async fn fetch_where(
             )
             .await?;
         let what = "a COQL read";
-        match answer.status.as_u16() {
-            204 => break,
-            200 => {}
-            s => return Err(api_error(what, s, answer.body.as_ref())),
-        }
-        let body = answer
-            .body
-            .ok_or_else(|| garbage(what, "HTTP 200 with an empty body"))?;
-        let rows = body
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| garbage(what, "no `data` array"))?;
+        let Some((body, rows)) = list_page(answer, what, "data")? else {
+            break;
+        };
         let more = body
             .get("info")
             .and_then(|i| i.get("more_records"))
@@ -140,7 +131,7 @@ async fn fetch_where(
         if rows.is_empty() {
             break;
         }
-        for row in rows {
+        for row in &rows {
             let rec = parse_row(row, req).map_err(|d| garbage(what, &d))?;
             if let Some(prev) = &last {
                 if rec.id.numeric_key() <= prev.numeric_key() {
@@ -159,6 +150,29 @@ async fn fetch_where(
         records,
         territories: Vec::new(),
     })
+}
+
+/// A page of a list answer: None for 204 (nothing there), else the body and the array
+/// under `key`; any other status is Zoho's error.
+fn list_page(
+    answer: super::http::Answer,
+    what: &str,
+    key: &str,
+) -> Result<Option<(Value, Vec<Value>)>, ZohoError> {
+    match answer.status.as_u16() {
+        204 => return Ok(None),
+        200 => {}
+        s => return Err(api_error(what, s, answer.body.as_ref())),
+    }
+    let body = answer
+        .body
+        .ok_or_else(|| garbage(what, "HTTP 200 with an empty body"))?;
+    let items = body
+        .get(key)
+        .and_then(Value::as_array)
+        .cloned()
+        .ok_or_else(|| garbage(what, &format!("no `{key}` array")))?;
+    Ok(Some((body, items)))
 }
 
 fn parse_row(row: &Value, req: &ReadRequest<'_>) -> Result<Record, String> {
@@ -253,19 +267,10 @@ pub async fn fetch_territories(client: &Client) -> Result<Vec<OrgTerritory>, Zoh
                 None,
             )
             .await?;
-        match answer.status.as_u16() {
-            204 => break,
-            200 => {}
-            s => return Err(api_error(what, s, answer.body.as_ref())),
-        }
-        let body = answer
-            .body
-            .ok_or_else(|| garbage(what, "HTTP 200 with an empty body"))?;
-        let list = body
-            .get("territories")
-            .and_then(Value::as_array)
-            .ok_or_else(|| garbage(what, "no `territories` array"))?;
-        for t in list {
+        let Some((body, list)) = list_page(answer, what, "territories")? else {
+            break;
+        };
+        for t in &list {
             let id = t
                 .get("id")
                 .and_then(Value::as_str)
@@ -351,19 +356,10 @@ pub async fn fetch_all_listed(
             let answer = client
                 .call(CallClass::Light, Method::GET, &path, &query, None)
                 .await?;
-            match answer.status.as_u16() {
-                204 => break,
-                200 => {}
-                s => return Err(api_error(what, s, answer.body.as_ref())),
-            }
-            let body = answer
-                .body
-                .ok_or_else(|| garbage(what, "HTTP 200 with an empty body"))?;
-            let rows = body
-                .get("data")
-                .and_then(Value::as_array)
-                .ok_or_else(|| garbage(what, "no `data` array"))?;
-            for row in rows {
+            let Some((body, rows)) = list_page(answer, what, "data")? else {
+                break;
+            };
+            for row in &rows {
                 records.push(parse_row(row, req).map_err(|d| garbage(what, &d))?);
             }
             let info = body.get("info");
