@@ -200,6 +200,12 @@ pub struct SandboxArgs {
     /// A JSON file of faults to inject (see docs/sandbox.md).
     #[arg(long)]
     pub faults: Option<PathBuf>,
+    /// Lifetime of the access tokens it issues, in seconds (Zoho: 3600).
+    #[arg(long, default_value_t = 3600)]
+    pub token_ttl: u64,
+    /// Answer territory assign/remove with 202 SCHEDULED and finish them later.
+    #[arg(long)]
+    pub schedule_territory_jobs: bool,
 }
 
 #[cfg(test)]

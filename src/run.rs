@@ -597,6 +597,8 @@ fn sandbox_config(args: &SandboxArgs) -> Result<SandboxConfig> {
             None => sandbox::Faults::default(),
         },
         accounts: args.accounts,
+        token_ttl: std::time::Duration::from_secs(args.token_ttl.max(1)),
+        schedule_territory_jobs: args.schedule_territory_jobs,
         ..SandboxConfig::default()
     })
 }

@@ -91,6 +91,26 @@ fn value(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("(none)")
 }
 
+/// Native mode: the two steps of a move, in the order they are sent.
+fn steps(c: &Change) -> String {
+    let names = |l: &[crate::plan::TerritoryRef]| {
+        l.iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (c.assign.is_empty(), c.remove.is_empty()) {
+        (false, false) => format!(
+            "assign {}, then remove {}; ",
+            names(&c.assign),
+            names(&c.remove)
+        ),
+        (false, true) => format!("assign {}; ", names(&c.assign)),
+        (true, false) => format!("remove {}; ", names(&c.remove)),
+        (true, true) => String::new(),
+    }
+}
+
 fn mark(kind: ChangeKind) -> char {
     match kind {
         ChangeKind::Move => '~',
@@ -132,12 +152,13 @@ pub fn text(plan: &Plan) -> String {
         for c in changes {
             let _ = writeln!(
                 out,
-                "  {} {}  {}  {} -> {}  [{}]",
+                "  {} {}  {}  {} -> {}  [{}{}]",
                 mark(c.kind),
                 c.account_id,
                 c.name.as_deref().unwrap_or("-"),
                 value(&c.before.value),
                 value(&c.after),
+                steps(c),
                 c.reason
             );
         }
