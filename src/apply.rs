@@ -109,6 +109,8 @@ type Batch = Vec<(Id, Option<String>)>;
 
 /// Shared by the batch tasks of one run.
 struct Run {
+    /// Each record's `Modified_Time` when it was planned (field mode).
+    planned_at: std::collections::HashMap<Id, String>,
     client: Arc<Client>,
     journal: Journal,
     module: crate::spec::Module,
@@ -121,6 +123,17 @@ struct Run {
 }
 
 impl Run {
+    /// The newest `Modified_Time` the batch's records were planned against, when every
+    /// record has one: a record changed after it was read is then refused by Zoho.
+    fn newest_planned(&self, batch: &Batch) -> Option<String> {
+        let mut newest: Option<chrono::DateTime<chrono::FixedOffset>> = None;
+        for (id, _) in batch {
+            let t = chrono::DateTime::parse_from_rfc3339(self.planned_at.get(id)?).ok()?;
+            newest = Some(newest.map_or(t, |n| n.max(t)));
+        }
+        newest.map(|t| t.to_rfc3339())
+    }
+
     /// The code and message a whole failed batch gives each of its records. Errors no
     /// later batch can get past (credentials, a wait beyond the cap) also stop the run.
     fn batch_failed(&self, e: &ZohoError) -> (String, String) {
@@ -164,6 +177,11 @@ pub async fn execute(
         "target": plan.target.api_domain, "changes": plan.changes.len(), "at": chrono::Utc::now().to_rfc3339(),
     }));
     let run = Arc::new(Run {
+        planned_at: plan
+            .changes
+            .iter()
+            .filter_map(|c| Some((c.account_id.clone(), c.before.modified_time.clone()?)))
+            .collect(),
         client,
         journal,
         module: plan.module,
@@ -294,34 +312,41 @@ async fn send_batch(run: &Run, batch: &Batch, round: usize, i: usize) -> Vec<Res
         "ids": batch.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
         "values": batch.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
     }));
-    let outcomes: Vec<Result<(), Failure>> =
-        match records::update(&run.client, run.module, &run.field, batch).await {
-            Ok(outs) => batch
+    let outcomes: Vec<Result<(), Failure>> = match records::update(
+        &run.client,
+        run.module,
+        &run.field,
+        batch,
+        run.newest_planned(batch).as_deref(),
+    )
+    .await
+    {
+        Ok(outs) => batch
+            .iter()
+            .zip(outs)
+            .map(|((id, _), o)| match o {
+                Outcome::Updated { .. } => Ok(()),
+                Outcome::Failed { code, message } => Err(Failure {
+                    id: id.clone(),
+                    code,
+                    message,
+                }),
+            })
+            .collect(),
+        Err(e) => {
+            let (code, message) = run.batch_failed(&e);
+            batch
                 .iter()
-                .zip(outs)
-                .map(|((id, _), o)| match o {
-                    Outcome::Updated { .. } => Ok(()),
-                    Outcome::Failed { code, message } => Err(Failure {
+                .map(|(id, _)| {
+                    Err(Failure {
                         id: id.clone(),
-                        code,
-                        message,
-                    }),
-                })
-                .collect(),
-            Err(e) => {
-                let (code, message) = run.batch_failed(&e);
-                batch
-                    .iter()
-                    .map(|(id, _)| {
-                        Err(Failure {
-                            id: id.clone(),
-                            code: code.clone(),
-                            message: message.clone(),
-                        })
+                        code: code.clone(),
+                        message: message.clone(),
                     })
-                    .collect()
-            }
-        };
+                })
+                .collect()
+        }
+    };
     for ((id, _), o) in batch.iter().zip(&outcomes) {
         match o {
             Ok(()) => run.journal.write(json!({"event": "result", "batch": i, "id": id.as_str(), "status": "updated"})),
@@ -365,6 +390,7 @@ async fn execute_native(
         "target": plan.target.api_domain, "changes": plan.changes.len(), "at": chrono::Utc::now().to_rfc3339(),
     }));
     let run = Arc::new(Run {
+        planned_at: Default::default(),
         client,
         journal,
         module: plan.module,

@@ -302,7 +302,8 @@ pub async fn run_apply_until(
     .await
     .context("cannot write the apply journal in .realign/runs")?;
     watcher.abort();
-    let _ = spec;
+    let mut report = report;
+    settle_already_modified(&client, spec, plan, &mut report).await?;
     crate::say!(
         "applied {} of {} changes in {} write calls, {:.1} s ({} throttled, {} retried){}",
         report.applied.len(),
@@ -318,6 +319,56 @@ pub async fn run_apply_until(
             .unwrap_or_default()
     );
     Ok(report)
+}
+
+/// Records Zoho refused with `ALREADY_MODIFIED` (changed since realign read them) are
+/// read back: one that holds the planned value was realign's own earlier attempt, whose
+/// answer was lost (a retry after a dropped connection); the others were changed by
+/// someone else and are left as they are, listed.
+async fn settle_already_modified(
+    client: &Client,
+    spec: &Spec,
+    plan: &Plan,
+    report: &mut apply::Report,
+) -> Result<()> {
+    let ids: Vec<spec::Id> = report
+        .failed
+        .iter()
+        .filter(|f| f.code == "ALREADY_MODIFIED")
+        .map(|f| f.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let now = read_back(client, spec, plan.summary.records as usize, &ids)
+        .await
+        .context("cannot re-read records Zoho said changed since they were read")?;
+    let want: HashMap<&spec::Id, Option<&str>> = plan
+        .changes
+        .iter()
+        .map(|c| (&c.account_id, c.after.as_deref()))
+        .collect();
+    let took: HashSet<spec::Id> = now
+        .records
+        .iter()
+        .filter(|r| held_value(plan, r).as_deref() == want.get(&r.id).copied().flatten())
+        .map(|r| r.id.clone())
+        .collect();
+    report.failed.retain_mut(|f| {
+        if f.code != "ALREADY_MODIFIED" {
+            return true;
+        }
+        if took.contains(&f.id) {
+            return false;
+        }
+        f.message = "changed in Zoho since realign read it; left as it is (run `realign plan` to review it)".into();
+        true
+    });
+    report.applied.extend(took);
+    report
+        .applied
+        .sort_by(|a, b| a.numeric_key().cmp(&b.numeric_key()));
+    Ok(())
 }
 
 /// Progress for long work: a bar on a terminal, a plain line every few seconds otherwise.

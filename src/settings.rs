@@ -49,7 +49,23 @@ pub fn resolve(
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
-    let creds = [ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_REFRESH_TOKEN].map(|k| (k, get(k)));
+    let names = [ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_REFRESH_TOKEN];
+    // Set but empty is what CI gives for a secret that is not configured (or a fork's
+    // pull request): that must fail, not quietly plan against the embedded sandbox.
+    let empty: Vec<&str> = names
+        .iter()
+        .filter(|k| env(k).is_some_and(|v| v.trim().is_empty()))
+        .copied()
+        .collect();
+    if !empty.is_empty() {
+        return Err(SettingsError(format!(
+            "{} {} set but empty: give {} a value (in CI, check that the secrets reach this job), or unset all three of ZOHO_CLIENT_ID, ZOHO_CLIENT_SECRET and ZOHO_REFRESH_TOKEN to use the embedded sandbox",
+            empty.join(", "),
+            if empty.len() == 1 { "is" } else { "are" },
+            if empty.len() == 1 { "it" } else { "them" }
+        )));
+    }
+    let creds = names.map(|k| (k, get(k)));
     let missing: Vec<&str> = creds
         .iter()
         .filter(|(_, v)| v.is_none())
@@ -134,6 +150,21 @@ mod tests {
         let s = with(&[]).unwrap();
         assert!(matches!(s.target, Target::Embedded { .. }));
         assert_eq!(s.edition, Edition::Standard);
+    }
+
+    #[test]
+    fn empty_credentials_are_an_error_not_the_sandbox() {
+        let e = with(&[
+            ("ZOHO_CLIENT_ID", ""),
+            ("ZOHO_CLIENT_SECRET", " "),
+            ("ZOHO_REFRESH_TOKEN", ""),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ZOHO_CLIENT_ID, ZOHO_CLIENT_SECRET, ZOHO_REFRESH_TOKEN are set but empty"),
+            "{e}"
+        );
     }
 
     #[test]

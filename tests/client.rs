@@ -74,7 +74,7 @@ async fn retry_after_in_both_forms_is_a_floor() {
         .map(|r| (r.id.clone(), r.territory.clone()))
         .collect();
     for _ in 0..6 {
-        records::update(&c, Module::Accounts, "Territory", &batch)
+        records::update(&c, Module::Accounts, "Territory", &batch, None)
             .await
             .unwrap();
     }
@@ -256,7 +256,7 @@ async fn a_short_or_empty_result_array_is_an_error_never_success() {
         (Id::parse("1").unwrap(), Some("A".into())),
         (Id::parse("2").unwrap(), Some("B".into())),
     ];
-    let err = records::update(&c, Module::Accounts, "Territory", &batch)
+    let err = records::update(&c, Module::Accounts, "Territory", &batch, None)
         .await
         .unwrap_err();
     assert!(matches!(err, ZohoError::Garbage { .. }), "{err}");
@@ -269,7 +269,7 @@ async fn a_short_or_empty_result_array_is_an_error_never_success() {
         )
     })
     .await;
-    let err = records::update(&client(&base), Module::Accounts, "Territory", &batch)
+    let err = records::update(&client(&base), Module::Accounts, "Territory", &batch, None)
         .await
         .unwrap_err();
     assert!(matches!(err, ZohoError::Garbage { .. }), "{err}");
@@ -289,7 +289,7 @@ async fn a_207_maps_results_to_records_by_position() {
         (Id::parse("1").unwrap(), Some("A".into())),
         (Id::parse("2").unwrap(), Some("Nope".into())),
     ];
-    let out = records::update(&client(&base), Module::Accounts, "Territory", &batch)
+    let out = records::update(&client(&base), Module::Accounts, "Territory", &batch, None)
         .await
         .unwrap();
     assert!(matches!(out[0], records::Outcome::Updated { .. }));
@@ -338,5 +338,67 @@ async fn a_cached_token_is_reused_across_clients() {
             .unwrap();
     }
     assert_eq!(calls(&sb.stats().await, "/oauth/v2/token"), 1);
+    sb.shutdown().await.unwrap();
+}
+
+/// A person edits a planned record between realign's read and its write: Zoho refuses
+/// the write (If-Unmodified-Since), the edit survives, and the record is listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_after_the_read_is_never_overwritten() {
+    let sb = sandbox_with(SandboxConfig::default()).await;
+    let spec =
+        realign::spec::load_dir(&std::path::Path::new(crate::util::REPO).join("territories"))
+            .unwrap();
+    let c = Arc::new(client(&sb.base_url()));
+    let org = realign::reconcile::fetch(&c, &spec).await.unwrap();
+    let target = realign::plan::Target {
+        api_domain: sb.base_url(),
+        org: None,
+        sandbox: false,
+    };
+    let plan = realign::reconcile::make_plan(&spec, &org, &target).unwrap();
+    let edited = plan.changes[0].account_id.to_string();
+    // Modified_Time has a resolution of one second: make the edit visibly later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = reqwest::Client::new()
+        .patch(format!(
+            "{}/__sandbox/records/Accounts/{edited}",
+            sb.base_url()
+        ))
+        .json(&json!({"Territory": "Japan"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let report =
+        realign::reconcile::run_apply_until(c.clone(), &plan, &spec, std::future::pending())
+            .await
+            .unwrap();
+    let failed: Vec<String> = report.failed.iter().map(|f| f.id.to_string()).collect();
+    assert!(failed.contains(&edited), "{failed:?}");
+    let f = report
+        .failed
+        .iter()
+        .find(|f| f.id.to_string() == edited)
+        .unwrap();
+    assert_eq!(f.code, "ALREADY_MODIFIED");
+    assert!(
+        f.message.contains("changed in Zoho since realign read it"),
+        "{}",
+        f.message
+    );
+    let rec: Value = reqwest::get(format!(
+        "{}/__sandbox/records/Accounts/{edited}",
+        sb.base_url()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(rec["Territory"], "Japan", "the person's edit stands");
+    // Records of the same batch that nobody touched were written... unless they share the
+    // batch's newest planned time; either way, a re-plan converges on the rest.
+    assert!(report.applied.len() + report.failed.len() == plan.changes.len());
     sb.shutdown().await.unwrap();
 }

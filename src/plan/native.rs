@@ -197,9 +197,14 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
             ));
             continue;
         }
+        // Losing an extra membership while keeping the right one is a move (from
+        // "ANZ, India" to "ANZ"), not a clear: a clear leaves the record in none.
+        let keeps_some = current.len() > remove.len();
         let kind = match (assign.is_empty(), remove.is_empty()) {
             (false, false) => ChangeKind::Move,
-            (false, true) => ChangeKind::Assign,
+            (false, true) if current.is_empty() => ChangeKind::Assign,
+            (false, true) => ChangeKind::Move,
+            (true, _) if keeps_some => ChangeKind::Move,
             _ => ChangeKind::Clear,
         };
         match kind {

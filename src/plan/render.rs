@@ -22,11 +22,34 @@ fn by_destination(plan: &Plan) -> BTreeMap<(bool, String), Vec<&Change>> {
 fn leaving(plan: &Plan) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for c in &plan.changes {
-        if let Some(b) = &c.before.value {
-            *out.entry(b.trim().to_string()).or_insert(0) += 1;
+        for t in moves(c).1 {
+            *out.entry(t).or_insert(0) += 1;
         }
     }
     out
+}
+
+/// Records entering each territory, for the `+N` in group headers.
+fn entering(plan: &Plan) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for c in &plan.changes {
+        for t in moves(c).0 {
+            *out.entry(t).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// The territories a change puts a record into and takes it out of: the field's old and
+/// new value, or in native mode the memberships assigned and removed.
+fn moves(c: &Change) -> (Vec<String>, Vec<String>) {
+    if c.assign.is_empty() && c.remove.is_empty() {
+        let trim = |v: &Option<String>| v.iter().map(|s| s.trim().to_string()).collect();
+        (trim(&c.after), trim(&c.before.value))
+    } else {
+        let names = |l: &[crate::plan::TerritoryRef]| l.iter().map(|t| t.name.clone()).collect();
+        (names(&c.assign), names(&c.remove))
+    }
 }
 
 pub fn thousands(n: u64) -> String {
@@ -141,13 +164,15 @@ pub fn text(plan: &Plan) -> String {
         }
     );
     let leaving = leaving(plan);
+    let entering = entering(plan);
     for ((cleared, name), changes) in by_destination(plan) {
         out.push('\n');
         if cleared {
             let _ = writeln!(out, "Cleared ({}):", changes.len());
         } else {
             let gone = leaving.get(&name).copied().unwrap_or(0);
-            let _ = writeln!(out, "{name} (+{} -{gone}):", changes.len());
+            let came = entering.get(&name).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name} (+{came} -{gone}):");
         }
         for c in changes {
             let _ = writeln!(
@@ -227,36 +252,30 @@ struct Section {
 fn sections(plan: &Plan) -> Vec<Section> {
     let line = |c: &Change| format!("{} {}", c.account_id, c.name.as_deref().unwrap_or("-"));
     let mut by: BTreeMap<(u8, String), Section> = BTreeMap::new();
+    fn section<'a>(
+        by: &'a mut BTreeMap<(u8, String), Section>,
+        key: (u8, String),
+        title: &str,
+    ) -> &'a mut Section {
+        by.entry(key).or_insert_with(|| Section {
+            title: title.to_string(),
+            entering: vec![],
+            leaving: vec![],
+        })
+    }
     for c in &plan.changes {
         // Clears first, then territories by name.
-        if let Some(to) = &c.after {
-            by.entry((1, to.clone()))
-                .or_insert_with(|| Section {
-                    title: to.clone(),
-                    entering: vec![],
-                    leaving: vec![],
-                })
-                .entering
-                .push(line(c));
-        } else {
-            by.entry((0, String::new()))
-                .or_insert_with(|| Section {
-                    title: "Cleared".into(),
-                    entering: vec![],
-                    leaving: vec![],
-                })
+        if c.after.is_none() {
+            section(&mut by, (0, String::new()), "Cleared")
                 .leaving
                 .push(line(c));
         }
-        if let Some(from) = &c.before.value {
-            by.entry((1, from.trim().to_string()))
-                .or_insert_with(|| Section {
-                    title: from.trim().to_string(),
-                    entering: vec![],
-                    leaving: vec![],
-                })
-                .leaving
-                .push(line(c));
+        let (into, out_of) = moves(c);
+        for t in into {
+            section(&mut by, (1, t.clone()), &t).entering.push(line(c));
+        }
+        for t in out_of {
+            section(&mut by, (1, t.clone()), &t).leaving.push(line(c));
         }
     }
     by.into_values().collect()
@@ -266,7 +285,20 @@ fn sections(plan: &Plan) -> Vec<Section> {
 /// territory with a unified diff of its membership. Past [`MARKDOWN_BUDGET`] the sections
 /// shrink to counts; the result never exceeds [`MARKDOWN_HARD_LIMIT`].
 pub fn markdown(plan: &Plan) -> String {
-    let head = format!("### realign plan\n\n**{}**\n\n", summary_line(plan));
+    let target = if plan.target.sandbox {
+        "\n> **Target: realign's embedded sandbox, not a Zoho org** (no Zoho credentials were set).\n".to_string()
+    } else {
+        format!(
+            "\nTarget: `{}`{}\n",
+            plan.target.api_domain,
+            plan.target
+                .org
+                .as_deref()
+                .map(|o| format!(", org `{o}`"))
+                .unwrap_or_default()
+        )
+    };
+    let head = format!("### realign plan\n\n**{}**\n{target}\n", summary_line(plan));
     let secs = sections(plan);
     let full: Vec<String> = secs.iter().map(section_full).collect();
     let total: usize = head.len() + full.iter().map(String::len).sum::<usize>();

@@ -204,6 +204,20 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Answer, ZohoError> {
+        self.call_with_headers(class, method, path, query, body, &[])
+            .await
+    }
+
+    /// [`Client::call`] with extra request headers (e.g. `If-Unmodified-Since`).
+    pub async fn call_with_headers(
+        &self,
+        class: CallClass,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> Result<Answer, ZohoError> {
         let what = format!("{method} {path}");
         let mut attempt: u32 = 0;
         let mut refreshed = false;
@@ -224,6 +238,9 @@ impl Client {
                     )
                     .timeout(self.timeout)
                     .query(query);
+                for (k, v) in headers {
+                    req = req.header(*k, v);
+                }
                 if let Some(b) = body {
                     req = req.json(b);
                 }

@@ -605,6 +605,7 @@ pub async fn update(
     module: Module,
     field: &str,
     batch: &[(Id, Option<String>)],
+    if_unmodified_since: Option<&str>,
 ) -> Result<Vec<Outcome>, ZohoError> {
     assert!(
         !batch.is_empty() && batch.len() <= UPDATE_MAX,
@@ -630,13 +631,19 @@ pub async fn update(
         CallClass::Light
     };
     let path = format!("/crm/v8/{module}");
+    // Optimistic concurrency: Zoho refuses (412 `ALREADY_MODIFIED`) any record changed
+    // after the newest state this batch was planned against.
+    let headers: Vec<(&str, String)> = if_unmodified_since
+        .map(|t| vec![("If-Unmodified-Since", t.to_string())])
+        .unwrap_or_default();
     let answer = client
-        .call(
+        .call_with_headers(
             class,
             Method::PUT,
             &path,
             &[],
             Some(&json!({ "data": data })),
+            &headers,
         )
         .await?;
     let what = "a record update";
