@@ -437,8 +437,29 @@ pub async fn shutdown_signal() {
 }
 
 pub fn report_exit(report: &apply::Report, plan: &Plan) -> Exit {
+    // One line per distinct reason, not per record: 186 records refused for the same
+    // reason is one problem.
+    let mut by_reason: std::collections::BTreeMap<(&str, &str), Vec<&spec::Id>> =
+        Default::default();
     for f in &report.failed {
-        crate::say!("not changed: {} `{}` {}", f.id, f.code, f.message);
+        by_reason
+            .entry((f.code.as_str(), f.message.as_str()))
+            .or_default()
+            .push(&f.id);
+    }
+    for ((code, message), ids) in by_reason {
+        if ids.len() <= 3 {
+            for id in ids {
+                crate::say!("not changed: {id} `{code}` {message}");
+            }
+        } else {
+            let all: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+            crate::say!(
+                "not changed: {} records `{code}` {message}: {}",
+                ids.len(),
+                all.join(", ")
+            );
+        }
     }
     if !report.pending.is_empty() {
         crate::say!(

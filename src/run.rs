@@ -78,6 +78,9 @@ async fn plan_cmd(args: PlanArgs) -> Result<Exit> {
     .await;
     session.close().await?;
     let plan = result?;
+    if let Err(why) = plan::check_guardrails(&plan, &spec.org.guardrails) {
+        crate::say!("note: `realign apply` would refuse this plan: {why}");
+    }
     if let Some(path) = &args.out {
         write_atomic(path, render::json(&plan).as_bytes())?;
         crate::say!("wrote the plan to {}", path.display());
@@ -151,8 +154,34 @@ pub fn read_plan_file(path: &Path) -> Result<Plan> {
         ),
         Some(_) => {}
     }
-    serde_json::from_str(&text)
-        .with_context(|| format!("`{}` is not a valid realign plan file", path.display()))
+    let plan: Plan = serde_json::from_str(&text)
+        .with_context(|| format!("`{}` is not a valid realign plan file", path.display()))?;
+    check_plan_file(&plan).map_err(|e| {
+        anyhow!(
+            "`{}` is not a consistent plan: {e}; make the plan again with `realign plan --out`",
+            path.display()
+        )
+    })?;
+    Ok(plan)
+}
+
+/// A hand-edited plan file must still add up: each record once, and the summary
+/// counting what the changes say.
+fn check_plan_file(plan: &Plan) -> std::result::Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for c in &plan.changes {
+        if !seen.insert(&c.account_id) {
+            return Err(format!("record `{}` has two changes", c.account_id));
+        }
+    }
+    if plan.summary.changes != plan.changes.len() as u64 {
+        return Err(format!(
+            "its summary counts {} changes but it lists {}",
+            plan.summary.changes,
+            plan.changes.len()
+        ));
+    }
+    Ok(())
 }
 
 /// `realign apply PLAN_FILE`: the reviewed changes and nothing else. Records whose state
@@ -215,6 +244,20 @@ async fn apply_reviewed(
             spec.org.module,
             spec.org.field.as_deref().unwrap_or("-")
         );
+    }
+    if reviewed.mode == spec::Mode::Field {
+        if let Some(c) = reviewed.changes.iter().find(|c| {
+            c.after
+                .as_deref()
+                .is_some_and(|a| spec.territory_by_name(a).is_none())
+        }) {
+            bail!(
+                "the plan moves `{}` to `{}`, which the spec in `{}` does not declare: make the plan again",
+                c.account_id,
+                c.after.as_deref().unwrap_or(""),
+                spec.root.display()
+            );
+        }
     }
     let ids: Vec<spec::Id> = reviewed
         .changes

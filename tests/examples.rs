@@ -73,3 +73,15 @@ fn the_readme_names_every_command() {
         );
     }
 }
+
+#[test]
+fn the_readme_shows_the_real_east_yaml() {
+    let readme = std::fs::read_to_string(Path::new(REPO).join("README.md")).unwrap();
+    let real = std::fs::read_to_string(Path::new(REPO).join("territories/north-america/east.yaml"))
+        .unwrap();
+    let body: String = real.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    assert!(
+        readme.contains(&body),
+        "README's east.yaml example drifted from the file"
+    );
+}

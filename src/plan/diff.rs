@@ -32,6 +32,19 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
         records: org.records.len() as u64,
         ..Summary::default()
     };
+    let mut spelling: std::collections::HashMap<String, String> = Default::default();
+    for rec in &org.records {
+        if let Some(v) = rec
+            .territory
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            spelling
+                .entry(v.to_lowercase())
+                .or_insert_with(|| v.to_string());
+        }
+    }
     for rec in &org.records {
         let current = rec
             .territory
@@ -58,7 +71,15 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
                 continue;
             }
         };
-        if current == desired {
+        // Picklist values compare without case: `DACH` in Zoho is the spec's `Dach`, and
+        // is written in the org's own spelling, which the field is sure to accept.
+        let desired = desired.map(|d| {
+            spelling
+                .get(&d.to_lowercase())
+                .map(String::as_str)
+                .unwrap_or(d)
+        });
+        if current.map(str::to_lowercase) == desired.map(str::to_lowercase) {
             summary.unchanged += 1;
             continue;
         }
@@ -101,7 +122,34 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
     let cost = estimate(org.records.len(), &changes, batch);
     let mut plan = assemble(spec, ctx, summary, cost, changes);
     plan.territories = territory_counts(spec, org, &plan, None);
+    plan.notes = missing_ids(spec, org);
     Ok(plan)
+}
+
+/// Explicit ids that no record in the org has: a typo, or a deleted record. Planned as
+/// nothing, but said, so a reviewer sees it.
+pub(super) fn missing_ids(spec: &Spec, org: &OrgState) -> Vec<String> {
+    let present: std::collections::HashSet<&crate::spec::Id> =
+        org.records.iter().map(|r| &r.id).collect();
+    let mut notes = Vec::new();
+    let mut more = 0;
+    for t in &spec.territories {
+        for id in t.ids.iter().filter(|id| !present.contains(id)) {
+            if notes.len() < 20 {
+                notes.push(format!(
+                    "{} lists id `{id}`, which no {} record has: a typo, or a deleted record?",
+                    t.file.display(),
+                    spec.org.module
+                ));
+            } else {
+                more += 1;
+            }
+        }
+    }
+    if more > 0 {
+        notes.push(format!("... and {more} more listed ids no record has"));
+    }
+    notes
 }
 
 /// Records per declared territory before the plan, and after it. `refs` are the Zoho

@@ -115,6 +115,7 @@ pub fn diff(spec: &Spec, org: &OrgState, ctx: &PlanContext) -> Result<Plan, Vec<
     let mut changes = Vec::new();
     let mut held = Vec::new();
     let mut notes = hierarchy_notes(spec, &refs, &org.territories);
+    notes.extend(super::diff::missing_ids(spec, org));
     let mut summary = Summary {
         records: org.records.len() as u64,
         ..Summary::default()

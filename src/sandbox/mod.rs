@@ -189,7 +189,7 @@ pub struct Stats {
 /// Everything that stops the sandbox from starting or running.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("cannot listen on `{addr}`: {source}")]
+    #[error("cannot listen on `{addr}`")]
     Bind {
         addr: String,
         source: std::io::Error,

@@ -279,10 +279,18 @@ fn collect_yaml(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Res
         }
         let path = entry.path();
         // Follows symlinks, so a directory swapped in by a symlink is read through.
-        let meta = fs::metadata(&path)?;
+        let meta = fs::metadata(&path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "`{}`: {e} (a broken or looping link? fix or remove it)",
+                    path.display()
+                ),
+            )
+        })?;
         if meta.is_dir() {
             collect_yaml(root, &path, out)?;
-        } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && !name.ends_with('~') {
+        } else if is_yaml(&name) {
             let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
             if rel != Path::new(ORG_FILE) {
                 out.push(rel);
@@ -290,6 +298,54 @@ fn collect_yaml(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Res
         }
     }
     Ok(())
+}
+
+/// `.yaml` or `.yml` in any case: a file renamed `DACH.YAML` is still a territory, not
+/// silently skipped (which would plan its accounts away).
+fn is_yaml(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".yaml") || lower.ends_with(".yml")
+}
+
+/// A field API name: letters, digits and underscores, optionally one `.` for a lookup's
+/// field. Anything else could not be a Zoho field, and must never reach a query.
+pub fn is_field_name(name: &str) -> bool {
+    let part = |p: &str| {
+        p.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '$')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+    };
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() <= 2 && parts.iter().all(|p| part(p))
+}
+
+/// Unquoted ids with a leading zero (`- 0777`): YAML reads them as numbers and the zero
+/// is lost, so the id would silently be another one.
+fn leading_zero_ids(path: &Path, text: &str, diags: &mut Vec<Diagnostic>) {
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split('#').next().unwrap_or("");
+        let items: Vec<&str> = if let Some(rest) = code.trim_start().strip_prefix("- ") {
+            vec![rest]
+        } else if let (Some(a), Some(b)) = (code.find('['), code.rfind(']')) {
+            code[a + 1..b.max(a + 1)].split(',').collect()
+        } else {
+            continue;
+        };
+        for item in items {
+            let t = item.trim();
+            if t.len() > 1 && t.starts_with('0') && t.bytes().all(|b| b.is_ascii_digit()) {
+                let col = line.find(t).map(|c| c + 1).unwrap_or(0);
+                diags.push(Diagnostic::new(
+                    path,
+                    i + 1,
+                    col,
+                    format!("`{t}` has a leading zero, which YAML drops from an unquoted number: quote it (`\"{t}\"`)"),
+                ));
+            }
+        }
+    }
 }
 
 fn parse<T: DeserializeOwned>(path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Option<T> {
@@ -300,7 +356,8 @@ fn parse<T: DeserializeOwned>(path: &Path, text: &str, diags: &mut Vec<Diagnosti
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((0, 0));
-            diags.push(Diagnostic::new(path, line, column, yaml_message(&e)));
+            let tab = line > 0 && text.lines().nth(line - 1).is_some_and(|l| l.contains('\t'));
+            diags.push(Diagnostic::new(path, line, column, yaml_message(&e, tab)));
             None
         }
     }
@@ -308,17 +365,61 @@ fn parse<T: DeserializeOwned>(path: &Path, text: &str, diags: &mut Vec<Diagnosti
 
 /// serde_yaml's message without its trailing " at line X column Y" (we print positions
 /// ourselves), with a hint for the mistakes people make most.
-fn yaml_message(e: &serde_yaml::Error) -> String {
+fn yaml_message(e: &serde_yaml::Error, tab_on_line: bool) -> String {
     let mut msg = e.to_string();
     if let Some(i) = msg.find(" at line ") {
         msg.truncate(i);
     }
+    // serde's words are about Rust types; say them in the file's terms.
+    for (rust, plain) in [
+        (
+            "data did not match any variant of untagged enum Scalar",
+            "expected one value: text, a number or true/false",
+        ),
+        ("invalid type: unit value", "an empty value"),
+        (
+            "struct TerritoryFile",
+            "a territory (name, parent, priority, id, protected, accounts)",
+        ),
+        (
+            "struct AccountsSpec",
+            "an `accounts` section (ids, rules, exclude)",
+        ),
+        ("struct Exclude", "an `exclude` section (ids, rules)"),
+        (
+            "struct Condition",
+            "a rule (`field` with one operator, or `all`, `any`, `not`)",
+        ),
+        (
+            "struct OrgFile",
+            "realign.yaml settings (module, mode, field, zoho, ...)",
+        ),
+        ("struct ZohoSettings", "a `zoho` section (dc, edition)"),
+        (
+            "struct Guardrails",
+            "a `guardrails` section (max_changes, max_change_ratio)",
+        ),
+        ("struct Pacing", "a `pacing` section"),
+        ("struct Freeze", "a freeze window (from, to, reason)"),
+        ("expected i32", "expected a whole number"),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected u32", "expected a whole number of 0 or more"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        msg = msg.replace(rust, plain);
+    }
     if msg.contains("unknown field") {
         msg.push_str(" (check the spelling; schemas/ lists every key)");
+    } else if tab_on_line || msg.contains("cannot start any token") && msg.contains('\t') {
+        msg.push_str(" (YAML indents with spaces, not tabs)");
     } else if msg.contains("did not find expected")
         || msg.contains("mapping values are not allowed")
     {
         msg.push_str(" (check the indentation: nested keys need more spaces than their parent)");
+    } else if msg.contains("end of stream") {
+        msg.push_str(" (an unclosed quote or bracket above?)");
     }
     msg
 }
@@ -332,6 +433,15 @@ fn check_org(org: &OrgFile, path: &Path, text: &str, diags: &mut Vec<Diagnostic>
                 1,
                 "`mode: field` needs `field:`, the API name of the field that holds the territory (e.g. `field: Territory`)",
             )),
+            Some(f) if !f.trim().is_empty() && !is_field_name(f.trim()) => {
+                let (l, c) = find(text, "field:").unwrap_or((1, 1));
+                diags.push(Diagnostic::new(
+                    path,
+                    l,
+                    c,
+                    format!("`{f}` is not a Zoho field API name: give the field's API name, e.g. `Territory`"),
+                ));
+            }
             Some(f) if f.trim().is_empty() => {
                 let (l, c) = find(text, "field:").unwrap_or((1, 1));
                 diags.push(Diagnostic::new(path, l, c, "`field` is empty: give the field's API name"));
@@ -401,6 +511,7 @@ fn compile(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Territory> {
     let before = diags.len();
+    leading_zero_ids(path, text, diags);
     let line = find(text, "name:").map(|p| p.0).unwrap_or(1);
     if tf.name.trim().is_empty() {
         diags.push(Diagnostic::new(
@@ -506,7 +617,19 @@ fn compile_rules(
             }
         }
         match Expr::compile(c) {
-            Ok(expr) => out.push(Rule { label, line, expr }),
+            Ok(expr) => {
+                let mut fields = Vec::new();
+                expr.fields(&mut fields);
+                for f in fields.iter().filter(|f| !is_field_name(f)) {
+                    diags.push(Diagnostic::new(
+                        path,
+                        line,
+                        0,
+                        format!("{label}: `{f}` is not a Zoho field API name (letters, digits and underscores, e.g. `Billing_Country`)"),
+                    ));
+                }
+                out.push(Rule { label, line, expr })
+            }
             Err(msg) => diags.push(Diagnostic::new(path, line, 0, format!("{label}: {msg}"))),
         }
     }
@@ -836,6 +959,52 @@ mod tests {
         let spec = load_dir(dir.path()).unwrap();
         let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
         assert!(spec.org.freeze[0].covers(day));
+    }
+
+    #[test]
+    fn field_names_that_could_not_be_zoho_fields_are_errors() {
+        let d = only_error(spec_with(&[(
+            "a.yaml",
+            "name: A\naccounts:\n  rules:\n    - name: sneaky\n      field: \"Billing_Country from Accounts --\"\n      equals: x\n",
+        )]));
+        assert_eq!(d.line, 4, "{d}");
+        assert!(d.message.contains("not a Zoho field API name"), "{d}");
+        assert!(
+            is_field_name("Account_Name.Territories")
+                && !is_field_name("a'b")
+                && !is_field_name("a.b.c")
+        );
+    }
+
+    #[test]
+    fn unquoted_ids_with_a_leading_zero_are_errors() {
+        let d = only_error(spec_with(&[(
+            "a.yaml",
+            "name: A\naccounts:\n  ids:\n    - 0777\n",
+        )]));
+        assert_eq!((d.line, d.column), (4, 7), "{d}");
+        assert!(d.message.contains("quote it"), "{d}");
+        assert!(spec_with(&[("a.yaml", "name: A\naccounts:\n  ids:\n    - \"0777\"\n")]).is_ok());
+    }
+
+    #[test]
+    fn upper_case_extensions_are_territory_files_too() {
+        let spec = spec_with(&[("a.YAML", "name: A\n"), ("b.Yml", "name: B\n")]).unwrap();
+        assert_eq!(spec.territories.len(), 2);
+    }
+
+    #[test]
+    fn errors_speak_of_the_file_not_of_rust_types() {
+        let d = only_error(spec_with(&[("a.yaml", "name: A\npriority: high\n")]));
+        assert!(d.message.contains("expected a whole number"), "{d}");
+        let d = only_error(spec_with(&[("a.yaml", "name: A\naccounts:\n\tids: []\n")]));
+        assert!(d.message.contains("not tabs"), "{d}");
+        let d = only_error(spec_with(&[(
+            "a.yaml",
+            "name: A\naccounts:\n  rules:\n    - field: X\n      equals: [a, b]\n",
+        )]));
+        assert!(d.message.contains("expected one value"), "{d}");
+        assert!(!d.message.contains("enum"), "{d}");
     }
 
     #[test]

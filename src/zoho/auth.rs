@@ -102,8 +102,11 @@ impl TokenSource {
     fn cache_path(&self) -> Option<PathBuf> {
         let dir = self.cache_dir.as_ref()?;
         let mut h = Sha256::new();
+        // The secret is part of the key: a wrong secret must not be papered over by a
+        // token cached with the right one.
         for part in [
             self.conn.client_id.as_str(),
+            self.conn.client_secret.expose(),
             self.conn.accounts_url.as_str(),
             self.conn.refresh_token.expose(),
             self.conn.api_domain.as_deref().unwrap_or(""),
