@@ -287,6 +287,7 @@ pub async fn run_apply_until(
         stop_when.await;
         stop2.store(true, std::sync::atomic::Ordering::SeqCst);
     });
+    note_unfinished_runs(Path::new(".realign/runs"));
     let started = Instant::now();
     let total_batches = plan.cost.write_calls;
     let report = apply::execute(
@@ -319,6 +320,32 @@ pub async fn run_apply_until(
             .unwrap_or_default()
     );
     Ok(report)
+}
+
+/// Says so when an earlier apply's journal has no `end`: that run was killed. Nothing
+/// is lost (the plan was made from the org as it is now), but people should know.
+fn note_unfinished_runs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    // Run ids sort by time: the newest journal is the previous run.
+    let Some(last) = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .max()
+    else {
+        return;
+    };
+    let ended = std::fs::read_to_string(&last)
+        .map(|t| t.lines().last().unwrap_or("").contains("\"event\":\"end\""))
+        .unwrap_or(true);
+    if !ended {
+        crate::say!(
+            "note: the previous apply ({}) stopped without finishing; this plan was made from the org as it is now, so what it left undone is included",
+            last.display()
+        );
+    }
 }
 
 /// Records Zoho refused with `ALREADY_MODIFIED` (changed since realign read them) are

@@ -482,6 +482,11 @@ async fn an_apply_killed_mid_run_converges_on_the_rerun() {
     );
     let rerun = realign_async(w.path(), Some(&sb), &["apply", "--auto-approve"]).await;
     assert_eq!(code(&rerun), 0, "{}", stderr(&rerun));
+    assert!(
+        stderr(&rerun).contains("stopped without finishing"),
+        "{}",
+        stderr(&rerun)
+    );
     let plan = json(&realign_async(w.path(), Some(&sb), &["plan", "--format", "json"]).await);
     assert_eq!(plan["summary"]["changes"], 0);
     sb.shutdown().await.unwrap();
