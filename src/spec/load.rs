@@ -600,8 +600,10 @@ fn compile_rules(
 ) -> Vec<Rule> {
     let mut out = Vec::new();
     let mut names = BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let items = rule_items(&lines, which);
     for (i, c) in list.iter().enumerate() {
-        let line = rule_line(text, which, i, c.name.as_deref()).unwrap_or(0);
+        let line = rule_line(&lines, items.get(i), c.name.as_deref()).unwrap_or(0);
         let label = match &c.name {
             Some(n) => format!("rule `{n}`"),
             None => format!("rule #{}", i + 1),
@@ -745,24 +747,31 @@ fn find_nth(text: &str, needle: &str, nth: usize) -> Option<(usize, usize)> {
     None
 }
 
-/// Line of rule `index` in `accounts.rules` or `accounts.exclude.rules`: by its name when
-/// it has one, else by counting list items under the `rules:` key.
-fn rule_line(text: &str, which: RuleList, index: usize, name: Option<&str>) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
+/// The list items under `accounts.rules` (or `accounts.exclude.rules`), as (first line,
+/// line after the last) in 0-based line numbers; found once per file, not once per rule.
+fn rule_items(lines: &[&str], which: RuleList) -> Vec<(usize, usize)> {
     let indent = |l: &str| l.len() - l.trim_start().len();
     let mut start = 0;
     if let RuleList::Exclude = which {
-        start = lines
+        match lines
             .iter()
-            .position(|l| l.trim_start().starts_with("exclude:"))?;
+            .position(|l| l.trim_start().starts_with("exclude:"))
+        {
+            Some(p) => start = p,
+            None => return Vec::new(),
+        }
     }
-    let rules_at = start
-        + lines[start..]
-            .iter()
-            .position(|l| l.trim_start().starts_with("rules:"))?;
+    let Some(offset) = lines[start..]
+        .iter()
+        .position(|l| l.trim_start().starts_with("rules:"))
+    else {
+        return Vec::new();
+    };
+    let rules_at = start + offset;
     let base = indent(lines[rules_at]);
     let mut item_indent = None;
-    let mut count = 0;
+    let mut items: Vec<(usize, usize)> = Vec::new();
+    let mut end = lines.len();
     for (i, l) in lines.iter().enumerate().skip(rules_at + 1) {
         let t = l.trim_start();
         if t.is_empty() || t.starts_with('#') {
@@ -771,28 +780,33 @@ fn rule_line(text: &str, which: RuleList, index: usize, name: Option<&str>) -> O
         let ind = indent(l);
         let is_item = t.starts_with("- ") || t == "-";
         if ind < base || (ind == base && !is_item) {
+            end = i;
             break;
         }
         if is_item && item_indent.is_none_or(|w| w == ind) {
             item_indent = Some(ind);
-            if count == index {
-                if let Some(n) = name {
-                    // Prefer the `name:` line within this item.
-                    for (j, m) in lines.iter().enumerate().skip(i) {
-                        if j > i && m.trim_start().starts_with("- ") && indent(m) <= ind {
-                            break;
-                        }
-                        if m.contains("name:") && m.contains(n) {
-                            return Some(j + 1);
-                        }
-                    }
-                }
-                return Some(i + 1);
+            if let Some(last) = items.last_mut() {
+                last.1 = i;
             }
-            count += 1;
+            items.push((i, lines.len()));
         }
     }
-    None
+    if let Some(last) = items.last_mut() {
+        last.1 = last.1.min(end);
+    }
+    items
+}
+
+/// The 1-based line of one rule: its `name:` line when it has a name, else its first line.
+fn rule_line(lines: &[&str], item: Option<&(usize, usize)>, name: Option<&str>) -> Option<usize> {
+    let &(first, end) = item?;
+    if let Some(n) = name {
+        if let Some(j) = (first..end).find(|&j| lines[j].contains("name:") && lines[j].contains(n))
+        {
+            return Some(j + 1);
+        }
+    }
+    Some(first + 1)
 }
 
 #[cfg(test)]
