@@ -614,10 +614,11 @@ async fn sandbox_cmd(args: SandboxArgs) -> Result<Exit> {
             )
         })?;
     let base = format!("http://{}", listener.local_addr()?);
-    out(&format!("{}\n", sandbox::env_lines(&base)))?;
-    crate::say!("sandbox serving a Zoho CRM v8 org at {base} (stats at {base}/__sandbox/stats); Ctrl-C stops it");
-    sandbox::serve(listener, config, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let announce = base.clone();
+    sandbox::serve_when_ready(listener, config, crate::reconcile::shutdown_signal(), move || {
+        // Only once the org is loaded: a corrupt state file fails before anything is printed.
+        let _ = out(&format!("{}\n", sandbox::env_lines(&announce)));
+        crate::say!("sandbox serving a Zoho CRM v8 org at {announce} (stats at {announce}/__sandbox/stats); Ctrl-C stops it");
     })
     .await?;
     Ok(Exit::Success)

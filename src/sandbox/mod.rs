@@ -231,7 +231,19 @@ pub async fn serve(
     config: SandboxConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SandboxError> {
+    serve_when_ready(listener, config, shutdown, || {}).await
+}
+
+/// [`serve`], calling `ready` once the org is loaded (or seeded) and requests are about
+/// to be served, so a caller announces the server only when it really is up.
+pub async fn serve_when_ready(
+    listener: tokio::net::TcpListener,
+    config: SandboxConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(),
+) -> Result<(), SandboxError> {
     let app = routes::App::new(config, &listener)?;
+    ready();
     routes::run(app, listener, shutdown).await
 }
 
