@@ -232,7 +232,7 @@ mod tests {
         );
         let t: crate::spec::TerritoryFile = serde_yaml::from_str(no).unwrap();
         assert_eq!(t.name, "NO");
-        assert_eq!(t.accounts.ids[1].as_str(), "5725767000000400002");
+        assert_eq!(t.accounts.unwrap().ids[1].as_str(), "5725767000000400002");
         let t: crate::spec::TerritoryFile = serde_yaml::from_str(&files[1].1).unwrap();
         assert_eq!(t.name, "0123");
         assert!(files[0].1.contains("unmatched: keep"));

@@ -463,14 +463,34 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// A failure message without the record's position in its batch (`"json_path":"$.data[93]
+/// .Territory"`), so the same reason on many records reads as one.
+fn without_positions(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find("\"json_path\":\"") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + "\"json_path\":\"".len()..];
+        match after.find('"') {
+            Some(j) => {
+                let tail = &after[j + 1..];
+                rest = tail.strip_prefix(',').unwrap_or(tail);
+            }
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 pub fn report_exit(report: &apply::Report, plan: &Plan) -> Exit {
     // One line per distinct reason, not per record: 186 records refused for the same
     // reason is one problem.
-    let mut by_reason: std::collections::BTreeMap<(&str, &str), Vec<&spec::Id>> =
+    let mut by_reason: std::collections::BTreeMap<(&str, String), Vec<&spec::Id>> =
         Default::default();
     for f in &report.failed {
         by_reason
-            .entry((f.code.as_str(), f.message.as_str()))
+            .entry((f.code.as_str(), without_positions(&f.message)))
             .or_default()
             .push(&f.id);
     }

@@ -174,6 +174,19 @@ fn check_plan_file(plan: &Plan) -> std::result::Result<(), String> {
             return Err(format!("record `{}` has two changes", c.account_id));
         }
     }
+    for c in &plan.changes {
+        if (c.kind == crate::plan::ChangeKind::Clear) != c.after.is_none() {
+            return Err(format!(
+                "record `{}` is marked `{}` but its `after` is `{}`, which do not agree",
+                c.account_id,
+                serde_json::to_value(c.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                c.after.as_deref().unwrap_or("(none)")
+            ));
+        }
+    }
     if plan.summary.changes != plan.changes.len() as u64 {
         return Err(format!(
             "its summary counts {} changes but it lists {}",

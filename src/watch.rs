@@ -458,6 +458,11 @@ pub async fn watch(args: WatchArgs) -> Result<Exit> {
             args.interval
         );
     }
+    // Credentials that can never work (set but empty, half set, a bad ZOHO_DC) stop watch
+    // at once with exit 1, instead of retrying forever.
+    if let Ok(spec) = crate::spec::load_dir(&args.dir) {
+        crate::settings::resolve(&|k| std::env::var(k).ok(), &spec.org)?;
+    }
     let stop_rx = stop_on_signals()?;
     let status = Arc::new(Status::new(interval));
     if let Some(addr) = args.listen {

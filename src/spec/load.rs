@@ -219,6 +219,13 @@ pub fn load_dir(dir: &Path) -> Result<Spec, SpecError> {
             ));
             continue;
         }
+        // Numbers YAML would read in another form are caught on the text, before serde
+        // has turned them into other digits.
+        let before = diags.len();
+        leading_zero_ids(&path, &text, &mut diags);
+        if diags.len() > before {
+            continue;
+        }
         if let Some(tf) = parse::<TerritoryFile>(&path, &text, &mut diags) {
             if let Some(t) = compile(tf, &path, &text, &mut diags) {
                 territories.push(t);
@@ -324,17 +331,49 @@ pub fn is_field_name(name: &str) -> bool {
 /// Unquoted ids with a leading zero (`- 0777`): YAML reads them as numbers and the zero
 /// is lost, so the id would silently be another one.
 fn leading_zero_ids(path: &Path, text: &str, diags: &mut Vec<Diagnostic>) {
+    // Only `ids:` lists: rule values may be numbers on purpose (`in: [0.5, 1.5]`).
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut ids_at: Option<usize> = None;
     for (i, line) in text.lines().enumerate() {
         let code = line.split('#').next().unwrap_or("");
-        let items: Vec<&str> = if let Some(rest) = code.trim_start().strip_prefix("- ") {
+        let t = code.trim_start();
+        if t.is_empty() {
+            continue;
+        }
+        let items: Vec<&str> = if let Some(rest) = t.strip_prefix("ids:") {
+            ids_at = Some(indent(code));
+            match (rest.find('['), rest.rfind(']')) {
+                (Some(a), Some(b)) if b > a => rest[a + 1..b].split(',').collect(),
+                _ => continue,
+            }
+        } else if let Some(rest) = t
+            .strip_prefix("- ")
+            .filter(|_| ids_at.is_some_and(|b| indent(code) >= b))
+        {
             vec![rest]
-        } else if let (Some(a), Some(b)) = (code.find('['), code.rfind(']')) {
-            code[a + 1..b.max(a + 1)].split(',').collect()
         } else {
+            if ids_at.is_some_and(|b| indent(code) <= b) {
+                ids_at = None;
+            }
             continue;
         };
         for item in items {
             let t = item.trim();
+            let lower = t.to_ascii_lowercase();
+            let other_base = ["0x", "0o", "0b"].iter().any(|p| lower.starts_with(p)) && t.len() > 2;
+            let not_whole = t.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && (t.contains('.') || lower.contains('e'))
+                && t.parse::<f64>().is_ok();
+            if other_base || not_whole {
+                let col = line.find(t).map(|c| c + 1).unwrap_or(0);
+                diags.push(Diagnostic::new(
+                    path,
+                    i + 1,
+                    col,
+                    format!("`{t}` is a number YAML reads in another form (it would not stay these digits): quote it if it is an id or a value to compare as text"),
+                ));
+                continue;
+            }
             if t.len() > 1 && t.starts_with('0') && t.bytes().all(|b| b.is_ascii_digit()) {
                 let col = line.find(t).map(|c| c + 1).unwrap_or(0);
                 diags.push(Diagnostic::new(
@@ -511,8 +550,16 @@ fn compile(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Territory> {
     let before = diags.len();
-    leading_zero_ids(path, text, diags);
     let line = find(text, "name:").map(|p| p.0).unwrap_or(1);
+    let Some(accounts) = tf.accounts.clone() else {
+        diags.push(Diagnostic::new(
+            path,
+            text.lines().count().max(1),
+            1,
+            "`accounts` is missing (is the file half-written?): give `ids` or `rules` under it, or `accounts: {}` for a territory that holds no records itself",
+        ));
+        return None;
+    };
     if tf.name.trim().is_empty() {
         diags.push(Diagnostic::new(
             path,
@@ -521,9 +568,9 @@ fn compile(
             "`name` is empty: give the territory a name",
         ));
     }
-    let rules = compile_rules(&tf.accounts.rules, RuleList::Accounts, path, text, diags);
+    let rules = compile_rules(&accounts.rules, RuleList::Accounts, path, text, diags);
     let exclude_rules = compile_rules(
-        &tf.accounts.exclude.rules,
+        &accounts.exclude.rules,
         RuleList::Exclude,
         path,
         text,
@@ -531,7 +578,7 @@ fn compile(
     );
 
     let mut ids = BTreeSet::new();
-    for id in &tf.accounts.ids {
+    for id in &accounts.ids {
         if !ids.insert(id.clone()) {
             let (l, c) = find_nth(text, id.as_str(), 2).unwrap_or((0, 0));
             diags.push(Diagnostic::new(
@@ -542,7 +589,7 @@ fn compile(
             ));
         }
     }
-    let exclude_ids: BTreeSet<Id> = tf.accounts.exclude.ids.iter().cloned().collect();
+    let exclude_ids: BTreeSet<Id> = accounts.exclude.ids.iter().cloned().collect();
     for id in ids.intersection(&exclude_ids) {
         let (l, c) = find(text, id.as_str()).unwrap_or((0, 0));
         diags.push(Diagnostic::new(
@@ -552,7 +599,7 @@ fn compile(
             format!("id `{id}` is both listed and excluded: keep it in one place"),
         ));
     }
-    if tf.accounts.ids.is_empty() && tf.accounts.rules.is_empty() && !tf.protected {
+    if accounts.ids.is_empty() && accounts.rules.is_empty() && !tf.protected {
         // An empty territory is legal (a parent that holds no records), but say so in
         // plans rather than here; nothing to check.
     }
@@ -888,7 +935,7 @@ mod tests {
     #[test]
     fn empty_file_is_an_error_not_an_empty_territory() {
         let d = only_error(spec_with(&[
-            ("a.yaml", "name: A\n"),
+            ("a.yaml", "name: A\naccounts: {}\n"),
             ("b.yaml", "\n# nothing yet\n"),
         ]));
         assert!(
@@ -943,9 +990,9 @@ mod tests {
     #[test]
     fn duplicate_names_and_parent_loops_are_errors() {
         let e = spec_with(&[
-            ("a.yaml", "name: A\nparent: B\n"),
-            ("b.yaml", "name: B\nparent: A\n"),
-            ("c.yaml", "name: a\n"),
+            ("a.yaml", "name: A\nparent: B\naccounts: {}\n"),
+            ("b.yaml", "name: B\nparent: A\naccounts: {}\n"),
+            ("c.yaml", "name: a\naccounts: {}\n"),
         ])
         .unwrap_err();
         let text = e.to_string();
@@ -961,7 +1008,7 @@ mod tests {
             "field: T\nfreeze:\n  - from: 2026-12-24\n    to: 2026-12-01\n",
         )
         .unwrap();
-        fs::write(dir.path().join("a.yaml"), "name: A\n").unwrap();
+        fs::write(dir.path().join("a.yaml"), "name: A\naccounts: {}\n").unwrap();
         let d = only_error(load_dir(dir.path()));
         assert!(d.message.contains("ends"), "{d}");
         assert_eq!(d.line, 3, "{d}");
@@ -999,11 +1046,27 @@ mod tests {
         assert_eq!((d.line, d.column), (4, 7), "{d}");
         assert!(d.message.contains("quote it"), "{d}");
         assert!(spec_with(&[("a.yaml", "name: A\naccounts:\n  ids:\n    - \"0777\"\n")]).is_ok());
+        assert!(spec_with(&[(
+            "a.yaml",
+            "name: A\naccounts:\n  rules:\n    - field: Score\n      in: [0.5, 1.5]\n"
+        )])
+        .is_ok());
+        for odd in ["0o777", "0x1F", "5725767000000400092.0"] {
+            let d = only_error(spec_with(&[(
+                "a.yaml",
+                &format!("name: A\naccounts:\n  ids:\n    - {odd}\n"),
+            )]));
+            assert!(d.message.contains(&format!("`{odd}`")), "{d}");
+        }
     }
 
     #[test]
     fn upper_case_extensions_are_territory_files_too() {
-        let spec = spec_with(&[("a.YAML", "name: A\n"), ("b.Yml", "name: B\n")]).unwrap();
+        let spec = spec_with(&[
+            ("a.YAML", "name: A\naccounts: {}\n"),
+            ("b.Yml", "name: B\naccounts: {}\n"),
+        ])
+        .unwrap();
         assert_eq!(spec.territories.len(), 2);
     }
 
@@ -1022,10 +1085,16 @@ mod tests {
     }
 
     #[test]
+    fn a_territory_cut_off_before_its_accounts_is_an_error() {
+        let d = only_error(spec_with(&[("a.yaml", "name: DACH\nparent: EMEA\n")]));
+        assert!(d.message.contains("`accounts` is missing"), "{d}");
+    }
+
+    #[test]
     fn field_mode_needs_a_field() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(ORG_FILE), "mode: field\n").unwrap();
-        fs::write(dir.path().join("a.yaml"), "name: A\n").unwrap();
+        fs::write(dir.path().join("a.yaml"), "name: A\naccounts: {}\n").unwrap();
         let d = only_error(load_dir(dir.path()));
         assert!(d.message.contains("needs `field:`"), "{d}");
     }

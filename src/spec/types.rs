@@ -252,8 +252,10 @@ pub struct TerritoryFile {
     pub protected: bool,
     #[serde(default)]
     pub description: Option<String>,
+    /// Required (`accounts: {}` for a territory that holds no records itself), so a file
+    /// cut off after its first lines is an error, never a territory that claims nothing.
     #[serde(default)]
-    pub accounts: AccountsSpec,
+    pub accounts: Option<AccountsSpec>,
 }
 
 /// Which records belong to the territory.

@@ -391,7 +391,10 @@ impl Client {
         }
         self.stats.retries.fetch_add(1, Ordering::Relaxed);
         self.stats.delays.lock().expect("delays lock").push(delay);
-        tracing::debug!(%what, attempt, ?delay, %last, "retrying");
+        tracing::info!(
+            "retrying {what} in {:.1} s after {last} (attempt {attempt})",
+            delay.as_secs_f64()
+        );
         tokio::time::sleep(delay.mul_f64(self.time_scale)).await;
         Ok(())
     }
