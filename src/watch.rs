@@ -232,6 +232,8 @@ pub struct Status {
     interval: Duration,
     passes: AtomicU64,
     failures: AtomicU64,
+    /// Passes whose changes were refused (guardrails, a spec that does not plan).
+    refused: AtomicU64,
     applied: AtomicU64,
     drift: AtomicU64,
     paused: AtomicBool,
@@ -247,6 +249,7 @@ impl Status {
             interval,
             passes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             drift: AtomicU64::new(0),
             paused: AtomicBool::new(false),
@@ -262,7 +265,15 @@ impl Status {
             Ok(o) => {
                 self.applied.fetch_add(o.applied, Ordering::Relaxed);
                 self.drift.fetch_add(o.drift, Ordering::Relaxed);
-                if o.failed == 0 {
+                // A pass refused by the guardrails is not a success: a watch stuck there
+                // needs a person, and /healthz should say so after a while.
+                let refused = matches!(
+                    o.held.as_deref(),
+                    Some("over the guardrails" | "the spec does not plan")
+                );
+                if refused {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                } else if o.failed == 0 {
                     *self.last_success.lock().expect("status lock") = Some(Instant::now());
                 } else {
                     self.failures.fetch_add(1, Ordering::Relaxed);
@@ -302,7 +313,7 @@ impl Status {
                 .map(|c| f(&c.stats).load(Ordering::Relaxed))
                 .unwrap_or(0)
         };
-        let rows: [(&str, &str, &str, String); 9] = [
+        let rows: [(&str, &str, &str, String); 10] = [
             (
                 "realign_passes_total",
                 "counter",
@@ -314,6 +325,12 @@ impl Status {
                 "counter",
                 "Passes that failed or left records unchanged.",
                 self.failures.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "realign_passes_refused_total",
+                "counter",
+                "Passes whose changes were refused (guardrails, a spec that does not plan).",
+                self.refused.load(Ordering::Relaxed).to_string(),
             ),
             (
                 "realign_changes_applied_total",
