@@ -415,65 +415,26 @@ async fn a_plan_for_another_org_or_format_is_refused() {
 /// what was sent, and a re-run converges with nothing lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_killed_mid_run_converges_on_the_rerun() {
-    use realign::sandbox::{Faults, SandboxConfig};
-    let sb = crate::util::sandbox_with(SandboxConfig {
-        faults: Faults {
-            latency_ms: 150,
-            ..Faults::default()
-        },
-        ..SandboxConfig::default()
-    })
-    .await;
-    let w = Workdir::new();
-    let org = std::fs::read_to_string(w.spec().join("realign.yaml")).unwrap();
-    w.write(
-        "territories/realign.yaml",
-        &format!("{org}pacing:\n  batch_size: 10\n  concurrency: 2\n"),
-    );
+    let (sb, w) = slow_apply().await;
     let mut child =
         crate::util::command(w.path(), Some(&sb.base_url()), &["apply", "--auto-approve"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-    let runs = w.path().join(".realign/runs");
-    let batches_sent = || -> usize {
-        std::fs::read_dir(&runs)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .map(|t| {
-                t.lines()
-                    .filter(|l| l.contains("\"event\":\"batch\""))
-                    .count()
-            })
-            .sum()
-    };
-    let started = std::time::Instant::now();
-    while batches_sent() < 6 && started.elapsed() < std::time::Duration::from_secs(60) {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_batches(&w, 6).await;
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let written = calls(&sb.stats().await, "PUT /crm/v8/Accounts");
     assert!(
-        batches_sent() >= 6,
+        batches_sent(&w) >= 6,
         "the run was killed before it sent anything"
     );
     assert!(
         written < 45,
         "the kill came too late to test anything: {written} batches written"
     );
-    let journal = std::fs::read_dir(&runs)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    assert!(!std::fs::read_to_string(journal)
-        .unwrap()
-        .contains("\"event\":\"end\""));
+    assert!(!journals(&w).contains("\"event\":\"end\""));
 
     let plan = json(&realign_async(w.path(), Some(&sb), &["plan", "--format", "json"]).await);
     assert!(
@@ -490,6 +451,49 @@ async fn an_apply_killed_mid_run_converges_on_the_rerun() {
     let plan = json(&realign_async(w.path(), Some(&sb), &["plan", "--format", "json"]).await);
     assert_eq!(plan["summary"]["changes"], 0);
     sb.shutdown().await.unwrap();
+}
+
+/// A sandbox answering in 150 ms and a spec applying 10 records a batch, 2 at a time:
+/// an apply slow enough to interrupt part-way (46 batches).
+async fn slow_apply() -> (realign::sandbox::SandboxHandle, Workdir) {
+    use realign::sandbox::{Faults, SandboxConfig};
+    let sb = crate::util::sandbox_with(SandboxConfig {
+        faults: Faults {
+            latency_ms: 150,
+            ..Faults::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let w = Workdir::new();
+    let org = std::fs::read_to_string(w.spec().join("realign.yaml")).unwrap();
+    w.write(
+        "territories/realign.yaml",
+        &format!("{org}pacing:\n  batch_size: 10\n  concurrency: 2\n"),
+    );
+    (sb, w)
+}
+
+/// Every journal in the workdir, concatenated.
+fn journals(w: &Workdir) -> String {
+    std::fs::read_dir(w.path().join(".realign/runs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
+fn batches_sent(w: &Workdir) -> usize {
+    journals(w).matches("\"event\":\"batch\"").count()
+}
+
+/// Waits (60 s at most) until the journals show `n` batches sent.
+async fn wait_for_batches(w: &Workdir, n: usize) {
+    let started = std::time::Instant::now();
+    while batches_sent(w) < n && started.elapsed() < std::time::Duration::from_secs(60) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// The demo seed's plan, as a pull request would show it: a regression net over the seed,
@@ -559,39 +563,13 @@ async fn an_apply_the_remaining_credits_cannot_finish_is_refused_before_it_start
 /// and the exit is non-zero; a re-run converges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_batches_in_flight_writes_the_journal_and_exits_non_zero() {
-    use realign::sandbox::{Faults, SandboxConfig};
-    let sb = crate::util::sandbox_with(SandboxConfig {
-        faults: Faults {
-            latency_ms: 150,
-            ..Faults::default()
-        },
-        ..SandboxConfig::default()
-    })
-    .await;
-    let w = Workdir::new();
-    let org = std::fs::read_to_string(w.spec().join("realign.yaml")).unwrap();
-    w.write(
-        "territories/realign.yaml",
-        &format!("{org}pacing:\n  batch_size: 10\n  concurrency: 2\n"),
-    );
+    let (sb, w) = slow_apply().await;
     let child = crate::util::command(w.path(), Some(&sb.base_url()), &["apply", "--auto-approve"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let runs = w.path().join(".realign/runs");
-    let started = std::time::Instant::now();
-    let journal = || -> String {
-        std::fs::read_dir(&runs)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect()
-    };
-    while journal().matches("\"event\":\"batch\"").count() < 4 && started.elapsed().as_secs() < 60 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_batches(&w, 4).await;
     let pid = child.id().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -603,12 +581,12 @@ async fn sigterm_finishes_batches_in_flight_writes_the_journal_and_exits_non_zer
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("interrupted"), "{err}");
-    let j = journal();
+    let j = journals(&w);
     assert!(
         j.contains("\"event\":\"end\""),
         "the journal is closed with a summary"
     );
-    let sent = j.matches("\"event\":\"batch\"").count();
+    let sent = batches_sent(&w);
     let results = j.matches("\"event\":\"result\"").count();
     assert_eq!(
         results,
