@@ -79,18 +79,16 @@ impl Org {
     }
 
     async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let resp = self
-            .auth(self.http.put(self.url(path)))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        split(resp).await
+        self.send(reqwest::Method::PUT, path, body).await
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (StatusCode, Value) {
         let resp = self
-            .auth(self.http.post(self.url(path)))
+            .auth(self.http.request(method, self.url(path)))
             .json(&body)
             .send()
             .await

@@ -1070,25 +1070,11 @@ impl App {
                 );
             }
         }
-        let Some(items) = body
-            .get("data")
-            .and_then(Value::as_array)
-            .filter(|d| !d.is_empty())
-        else {
-            return Answer::bad(
-                "MANDATORY_NOT_FOUND",
-                "required field not found",
-                json!({"api_name": "data", "json_path": "$.data"}),
-            );
-        };
         let max = if url_id.is_some() { 1 } else { MAX_UPDATE };
-        if items.len() > max {
-            return Answer::bad(
-                "LIMIT_EXCEEDED",
-                "Record count exceeded",
-                json!({"api_name": "data", "json_path": "$.data", "limit": max}),
-            );
-        }
+        let items = match data_items(&body, max) {
+            Ok(items) => items,
+            Err(answer) => return answer,
+        };
         let mut items = items.clone();
         if let Some(id) = url_id {
             if id.parse::<u64>().is_err() {
@@ -1150,29 +1136,15 @@ impl App {
                 json!({}),
             );
         }
-        let Some(items) = body
-            .get("data")
-            .and_then(Value::as_array)
-            .filter(|d| !d.is_empty())
-        else {
-            return Answer::bad(
-                "MANDATORY_NOT_FOUND",
-                "required field not found",
-                json!({"api_name": "data", "json_path": "$.data"}),
-            );
-        };
         let max = if url_id.is_some() {
             1
         } else {
             MAX_TERRITORY_RECORDS
         };
-        if items.len() > max {
-            return Answer::bad(
-                "LIMIT_EXCEEDED",
-                "Record count exceeded",
-                json!({"api_name": "data", "json_path": "$.data", "limit": max}),
-            );
-        }
+        let items = match data_items(&body, max) {
+            Ok(items) => items,
+            Err(answer) => return answer,
+        };
         let url_id = match url_id.map(str::parse::<u64>) {
             None => None,
             Some(Ok(id)) => Some(id),
@@ -1325,6 +1297,29 @@ fn parse_header_time(raw: &str) -> Option<i64> {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64)
     })
+}
+
+/// A write body's `data`: present, not empty, and at most `max` records.
+fn data_items(body: &Value, max: usize) -> Result<&Vec<Value>, Answer> {
+    let Some(items) = body
+        .get("data")
+        .and_then(Value::as_array)
+        .filter(|d| !d.is_empty())
+    else {
+        return Err(Answer::bad(
+            "MANDATORY_NOT_FOUND",
+            "required field not found",
+            json!({"api_name": "data", "json_path": "$.data"}),
+        ));
+    };
+    if items.len() > max {
+        return Err(Answer::bad(
+            "LIMIT_EXCEEDED",
+            "Record count exceeded",
+            json!({"api_name": "data", "json_path": "$.data", "limit": max}),
+        ));
+    }
+    Ok(items)
 }
 
 fn invalid_param(name: &str) -> Answer {
