@@ -19,7 +19,7 @@ use realign::sandbox::{self, Faults, SandboxConfig, SandboxHandle};
 use realign::spec::{self, Spec};
 use realign::zoho::records::{self, ReadRequest};
 use realign::zoho::{Client, Connection, Secret};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const EDITION: Edition = Edition::Enterprise;
 const NAIVE_WORKERS: usize = 25;
@@ -68,27 +68,6 @@ async fn plan_against(spec: &Spec, sb: &SandboxHandle) -> plan::Plan {
     plan::diff(spec, &org, &ctx).expect("plan")
 }
 
-async fn token(http: &reqwest::Client, base: &str) -> String {
-    let v: Value = http
-        .post(format!("{base}/oauth/v2/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", sandbox::CLIENT_ID),
-            ("client_secret", sandbox::CLIENT_SECRET),
-            ("refresh_token", sandbox::REFRESH_TOKEN),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
-    v["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_string()
-}
-
 /// One PUT per account, as people write it; a failed call is a lost record.
 async fn naive(sb: &SandboxHandle, changes: &[Change], workers: usize, sleep: Duration) {
     let http = reqwest::Client::builder()
@@ -96,7 +75,7 @@ async fn naive(sb: &SandboxHandle, changes: &[Change], workers: usize, sleep: Du
         .build()
         .unwrap();
     let base = sb.base_url();
-    let tok = Arc::new(token(&http, &base).await);
+    let tok = Arc::new(sb.access_token().await.expect("a token"));
     let queue = Arc::new(std::sync::Mutex::new(changes.to_vec()));
     let mut tasks = Vec::new();
     for _ in 0..workers {

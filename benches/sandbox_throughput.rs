@@ -12,24 +12,6 @@ use realign::sandbox::{self, SandboxConfig};
 
 const IN_FLIGHT: usize = 16;
 
-async fn token(http: &reqwest::Client, base: &str) -> String {
-    let body: serde_json::Value = http
-        .post(format!("{base}/oauth/v2/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", sandbox::CLIENT_ID),
-            ("client_secret", sandbox::CLIENT_SECRET),
-            ("refresh_token", sandbox::REFRESH_TOKEN),
-        ])
-        .send()
-        .await
-        .expect("token call")
-        .json()
-        .await
-        .expect("token body");
-    body["access_token"].as_str().expect("a token").to_string()
-}
-
 /// Runs `IN_FLIGHT` workers for `duration`; each calls `path(n)` in a loop.
 async fn measure(
     label: &str,
@@ -47,7 +29,10 @@ async fn measure(
         .pool_max_idle_per_host(IN_FLIGHT)
         .build()
         .expect("client");
-    let auth = format!("Zoho-oauthtoken {}", token(&http, &base).await);
+    let auth = format!(
+        "Zoho-oauthtoken {}",
+        handle.access_token().await.expect("a token")
+    );
     let path = Arc::new(path);
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));

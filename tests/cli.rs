@@ -320,14 +320,12 @@ async fn a_saved_plan_applies_exactly_and_skips_records_that_moved_since() {
     );
     // Someone edits one planned record in the CRM after review.
     let moved = changes[3]["account_id"].as_str().unwrap().to_string();
-    let url = format!("{}/__sandbox/records/Accounts/{moved}", sb.base_url());
-    let r = reqwest::Client::new()
-        .patch(&url)
-        .json(&serde_json::json!({"Territory": "Japan"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
+    sb.edit_record(
+        "Accounts",
+        &moved,
+        serde_json::json!({"Territory": "Japan"}),
+    )
+    .unwrap();
 
     let a = realign_async(
         w.path(),
@@ -354,7 +352,7 @@ async fn a_saved_plan_applies_exactly_and_skips_records_that_moved_since() {
         vec![moved.as_str()],
         "only the stale record is left to change"
     );
-    let rec: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let rec = sb.record("Accounts", &moved).unwrap();
     assert_eq!(
         rec["Territory"], "Japan",
         "the stale record was left untouched: {rec}"

@@ -360,16 +360,8 @@ async fn an_edit_made_after_the_read_is_never_overwritten() {
     let edited = plan.changes[0].account_id.to_string();
     // Modified_Time has a resolution of one second: make the edit visibly later.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = reqwest::Client::new()
-        .patch(format!(
-            "{}/__sandbox/records/Accounts/{edited}",
-            sb.base_url()
-        ))
-        .json(&json!({"Territory": "Japan"}))
-        .send()
-        .await
+    sb.edit_record("Accounts", &edited, json!({"Territory": "Japan"}))
         .unwrap();
-    assert!(r.status().is_success());
     let report =
         realign::reconcile::run_apply_until(c.clone(), &plan, &spec, std::future::pending())
             .await
@@ -387,15 +379,7 @@ async fn an_edit_made_after_the_read_is_never_overwritten() {
         "{}",
         f.message
     );
-    let rec: Value = reqwest::get(format!(
-        "{}/__sandbox/records/Accounts/{edited}",
-        sb.base_url()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let rec = sb.record("Accounts", &edited).unwrap();
     assert_eq!(rec["Territory"], "Japan", "the person's edit stands");
     // Records of the same batch that nobody touched were written... unless they share the
     // batch's newest planned time; either way, a re-plan converges on the rest.

@@ -27,12 +27,7 @@ async fn plan(w: &Workdir, sb: &SandboxHandle) -> Value {
 }
 
 async fn record(sb: &SandboxHandle, id: &str) -> Value {
-    reqwest::get(format!("{}/__sandbox/records/Accounts/{id}", sb.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    sb.record("Accounts", id).expect("the record exists")
 }
 
 /// Gives a record an extra membership that a Zoho rule holds, in a territory the spec
@@ -46,13 +41,8 @@ async fn add_rule_membership(sb: &SandboxHandle, id: &str, territory: (&str, &st
         json!({"Name": territory.0, "id": territory.1, "$assigned": "automatically",
                             "$assigned_time": "2026-11-30T10:00:00+00:00", "$assigned_by": null}),
     );
-    let r = reqwest::Client::new()
-        .patch(format!("{}/__sandbox/records/Accounts/{id}", sb.base_url()))
-        .json(&json!({"Territories": memberships}))
-        .send()
-        .await
+    sb.edit_record("Accounts", id, json!({"Territories": memberships}))
         .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
 }
 
 fn territory_id(plan: &Value, name: &str) -> String {

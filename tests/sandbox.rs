@@ -44,25 +44,10 @@ impl Org {
     }
 
     async fn new_token(&self) -> String {
-        let body: Value = self
-            .http
-            .post(self.url("/oauth/v2/token"))
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("client_id", sandbox::CLIENT_ID),
-                ("client_secret", sandbox::CLIENT_SECRET),
-                ("refresh_token", sandbox::REFRESH_TOKEN),
-            ])
-            .send()
+        self.sandbox
+            .access_token()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no token in {body}"))
-            .to_string()
+            .expect("the token endpoint gives a token")
     }
 
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

@@ -121,8 +121,7 @@ impl Drop for Watch {
 }
 
 async fn record(sb: &SandboxHandle, id: &str) -> Value {
-    let url = format!("{}/__sandbox/records/Accounts/{id}", sb.base_url());
-    reqwest::get(&url).await.unwrap().json().await.unwrap()
+    sb.record("Accounts", id).expect("the record exists")
 }
 
 async fn territory(sb: &SandboxHandle, id: &str) -> String {
@@ -226,14 +225,8 @@ async fn watch_applies_edits_keeps_the_last_good_spec_heals_drift_and_exits_on_s
     eprintln!("fix to applied: {:.2} s", took.as_secs_f64());
 
     // Someone moves the record by hand in the CRM: the next resync moves it back.
-    let url = format!("{}/__sandbox/records/Accounts/{be}", sb.base_url());
-    let r = reqwest::Client::new()
-        .patch(&url)
-        .json(&serde_json::json!({"Territory": "Japan"}))
-        .send()
-        .await
+    sb.edit_record("Accounts", &be, serde_json::json!({"Territory": "Japan"}))
         .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
     let took = wait_territory(&sb, &be, "Benelux", Duration::from_secs(10)).await;
     eprintln!("hand edit to healed: {:.2} s", took.as_secs_f64());
     watch

@@ -210,6 +210,10 @@ pub enum SandboxError {
     StateWrite { path: PathBuf, reason: String },
     #[error("cannot read the faults file `{path}`: {reason}")]
     FaultsFile { path: PathBuf, reason: String },
+    #[error("cannot change record `{id}`: {reason}")]
+    Edit { id: String, reason: String },
+    #[error("the sandbox's token endpoint did not give a token: {0}")]
+    Token(String),
     #[error("the sandbox task stopped unexpectedly: {0}")]
     Task(String),
 }
@@ -290,6 +294,62 @@ impl SandboxHandle {
 
     pub async fn stats(&self) -> Stats {
         self.app.stats()
+    }
+
+    /// A record as the org holds it; not counted in the stats.
+    pub fn record(&self, module: &str, id: &str) -> Option<serde_json::Value> {
+        let store = self.app.store.lock().unwrap();
+        let module = store.module(module).ok()?;
+        store
+            .get(module, id.parse().ok()?)
+            .map(serde_json::Value::Object)
+    }
+
+    /// Changes a record as a person in the CRM would (same checks as the UI, a new
+    /// `Modified_Time`); not counted in the stats. `PATCH /__sandbox/records/...` over HTTP.
+    pub fn edit_record(
+        &self,
+        module: &str,
+        id: &str,
+        fields: serde_json::Value,
+    ) -> Result<serde_json::Value, SandboxError> {
+        let edit = |reason: String| SandboxError::Edit {
+            id: id.to_string(),
+            reason,
+        };
+        let serde_json::Value::Object(fields) = fields else {
+            return Err(edit("give a JSON object of fields".into()));
+        };
+        let mut store = self.app.store.lock().unwrap();
+        let module = store.module(module).map_err(|e| edit(e.to_string()))?;
+        let rid = id.parse().map_err(|_| edit("not a record id".into()))?;
+        store
+            .edit(module, rid, &fields)
+            .map(serde_json::Value::Object)
+            .map_err(|e| edit(e.to_string()))
+    }
+
+    /// An access token from the sandbox's own token endpoint, for callers that speak raw
+    /// HTTP (benchmarks, conformance tests). Counted like any token request.
+    pub async fn access_token(&self) -> Result<String, SandboxError> {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/oauth/v2/token", self.base_url()))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("refresh_token", REFRESH_TOKEN),
+            ])
+            .send()
+            .await
+            .map_err(|e| SandboxError::Token(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| SandboxError::Token(e.to_string()))?;
+        answer["access_token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| SandboxError::Token(answer.to_string()))
     }
 
     /// Stops the server and writes the state file one last time.
