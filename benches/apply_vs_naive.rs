@@ -8,16 +8,14 @@
 //! `REALIGN_BENCH_SCENARIOS=alone,faults` picks scenarios; `REALIGN_BENCH_LATENCY_MS`
 //! changes the latency.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use realign::apply;
 use realign::edition::Edition;
-use realign::plan::{self, Change, PlanContext, Target};
+use realign::plan::{self, Change, Target};
+use realign::reconcile;
 use realign::sandbox::{self, Faults, SandboxConfig, SandboxHandle};
 use realign::spec::{self, Spec};
-use realign::zoho::records::{self, ReadRequest};
 use realign::zoho::{Client, Connection, Secret};
 use serde_json::json;
 
@@ -46,26 +44,24 @@ fn connection(sb: &SandboxHandle) -> Connection {
     }
 }
 
+/// Reads the org and plans, as `realign plan` does.
+async fn read_and_plan(
+    client: &Client,
+    spec: &Spec,
+    sb: &SandboxHandle,
+) -> anyhow::Result<plan::Plan> {
+    let org = reconcile::fetch(client, spec).await?;
+    let target = Target {
+        api_domain: sb.base_url(),
+        org: None,
+        sandbox: true,
+    };
+    reconcile::make_plan(spec, &org, &target)
+}
+
 async fn plan_against(spec: &Spec, sb: &SandboxHandle) -> plan::Plan {
     let client = Client::new(connection(sb), EDITION, None).expect("client");
-    let rule_fields = spec.rule_fields();
-    let req = ReadRequest {
-        module: spec.org.module,
-        territory_field: spec.org.field.as_deref(),
-        rule_fields: &rule_fields,
-    };
-    let org = records::fetch_all(&client, &req, |_| {})
-        .await
-        .expect("read");
-    let ctx = PlanContext {
-        target: Target {
-            api_domain: sb.base_url(),
-            org: None,
-            sandbox: true,
-        },
-        git_commit: None,
-    };
-    plan::diff(spec, &org, &ctx).expect("plan")
+    read_and_plan(&client, spec, sb).await.expect("plan")
 }
 
 /// One PUT per account, as people write it; a failed call is a lost record.
@@ -104,42 +100,25 @@ async fn naive(sb: &SandboxHandle, changes: &[Change], workers: usize, sleep: Du
     }
 }
 
+/// What `realign apply` does: read, plan, batched apply (journaled), read-back.
 async fn realign_apply(spec: &Spec, sb: &SandboxHandle) {
     let client = Arc::new(Client::new(connection(sb), EDITION, None).expect("client"));
-    let rule_fields = spec.rule_fields();
-    let req = ReadRequest {
-        module: spec.org.module,
-        territory_field: spec.org.field.as_deref(),
-        rule_fields: &rule_fields,
-    };
-    let org = match records::fetch_all(&client, &req, |_| {}).await {
-        Ok(o) => o,
+    let plan = match read_and_plan(&client, spec, sb).await {
+        Ok(p) => p,
         Err(e) => {
-            eprintln!("realign read failed: {e}");
+            eprintln!("realign read failed: {e:#}");
             return;
         }
     };
-    let ctx = PlanContext {
-        target: Target {
-            api_domain: sb.base_url(),
-            org: None,
-            sandbox: true,
-        },
-        git_commit: None,
-    };
-    let plan = plan::diff(spec, &org, &ctx).expect("plan");
-    let report = apply::execute(
-        client.clone(),
-        &plan,
-        apply::Options {
-            batch_size: 100,
-            journal_dir: None,
-            stop: Arc::new(AtomicBool::new(false)),
-            progress: Box::new(|_, _| {}),
-        },
-    )
-    .await
-    .expect("apply");
+    let report =
+        match reconcile::run_apply_until(client.clone(), &plan, spec, std::future::pending()).await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("realign apply failed: {e:#}");
+                return;
+            }
+        };
     if !report.complete() {
         eprintln!(
             "realign: {} failed, {} not sent, stopped: {:?}",
@@ -148,9 +127,8 @@ async fn realign_apply(spec: &Spec, sb: &SandboxHandle) {
             report.stopped
         );
     }
-    // The read-back `realign apply` does to verify (a full read is the cheaper one here).
-    if let Err(e) = records::fetch_all(&client, &req, |_| {}).await {
-        eprintln!("realign verification read failed: {e}");
+    if let Err(e) = reconcile::verify(&client, spec, &plan, &report).await {
+        eprintln!("realign verification read failed: {e:#}");
     }
 }
 

@@ -44,6 +44,18 @@ pub struct Report {
 }
 
 impl Report {
+    /// Every list in record-id order, so reports and logs read the same run to run.
+    pub fn sort(&mut self) {
+        self.applied
+            .sort_by(|a, b| a.numeric_key().cmp(&b.numeric_key()));
+        self.failed
+            .sort_by(|a, b| a.id.numeric_key().cmp(&b.id.numeric_key()));
+        self.not_sent
+            .sort_by(|a, b| a.numeric_key().cmp(&b.numeric_key()));
+        self.pending
+            .sort_by(|a, b| a.0.numeric_key().cmp(&b.0.numeric_key()));
+    }
+
     pub fn complete(&self) -> bool {
         self.failed.is_empty() && self.not_sent.is_empty() && self.stopped.is_none()
     }
@@ -234,15 +246,7 @@ pub async fn execute(
             })
             .collect();
     }
-    report
-        .applied
-        .sort_by(|a, b| a.numeric_key().cmp(&b.numeric_key()));
-    report
-        .failed
-        .sort_by(|a, b| a.id.numeric_key().cmp(&b.id.numeric_key()));
-    report
-        .not_sent
-        .sort_by(|a, b| a.numeric_key().cmp(&b.numeric_key()));
+    report.sort();
     report.stopped = run.fatal.lock().expect("lock").take().or_else(|| {
         opts.stop.load(Ordering::SeqCst).then(|| {
             "interrupted: batches in flight were finished, the rest were not sent".to_string()
@@ -477,12 +481,7 @@ async fn execute_native(
             report.applied.push(c.account_id.clone());
         }
     }
-    report
-        .applied
-        .sort_by(|a, b| a.numeric_key().cmp(&b.numeric_key()));
-    report
-        .failed
-        .sort_by(|a, b| a.id.numeric_key().cmp(&b.id.numeric_key()));
+    report.sort();
     report.stopped = run.fatal.lock().expect("lock").take().or_else(|| {
         opts.stop.load(Ordering::SeqCst).then(|| {
             "interrupted: batches in flight were finished, the rest were not sent".to_string()

@@ -392,9 +392,7 @@ async fn settle_already_modified(
         true
     });
     report.applied.extend(took);
-    report
-        .applied
-        .sort_by(|a, b| a.numeric_key().cmp(&b.numeric_key()));
+    report.sort();
     Ok(())
 }
 

@@ -760,14 +760,7 @@ fn demo_overview(plan: &Plan) -> String {
         s.push_str(&format!("  {t:<24} +{plus:<4} -{minus}\n"));
     }
     for c in plan.changes.iter().take(5) {
-        s.push_str(&format!(
-            "  e.g. {} {}: {} -> {} [{}]\n",
-            c.account_id,
-            c.name.as_deref().unwrap_or("-"),
-            c.before.value.as_deref().unwrap_or("(none)"),
-            c.after.as_deref().unwrap_or("(none)"),
-            c.reason
-        ));
+        s.push_str(&format!("  e.g. {}\n", render::change_line(c)));
     }
     s.push_str(&render::summary_line(plan));
     s.push('\n');

@@ -1044,14 +1044,7 @@ fn subplan(plan: &Plan, changes: Vec<Change>) -> Plan {
 
 fn log_changes(what: &str, changes: &[Change]) {
     for c in changes.iter().take(LISTED_CHANGES) {
-        tracing::info!(
-            "{what}: {} {}: `{}` -> `{}` [{}]",
-            c.account_id,
-            c.name.as_deref().unwrap_or("-"),
-            c.before.value.as_deref().unwrap_or("(none)"),
-            c.after.as_deref().unwrap_or("(none)"),
-            c.reason
-        );
+        tracing::info!("{what}: {}", crate::plan::render::change_line(c));
     }
     if changes.len() > LISTED_CHANGES {
         tracing::info!(

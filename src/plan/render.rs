@@ -114,6 +114,18 @@ fn value(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("(none)")
 }
 
+/// One change on one line: `id name: before -> after [reason]`.
+pub fn change_line(c: &Change) -> String {
+    format!(
+        "{} {}: {} -> {} [{}]",
+        c.account_id,
+        c.name.as_deref().unwrap_or("-"),
+        value(&c.before.value),
+        value(&c.after),
+        c.reason
+    )
+}
+
 /// Native mode: the two steps of a move, in the order they are sent.
 fn steps(c: &Change) -> String {
     let names = |l: &[crate::plan::TerritoryRef]| {
